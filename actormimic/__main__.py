@@ -1,0 +1,5 @@
+"""`python -m actormimic` runs the CLI."""
+
+from actormimic.cli import run
+
+run()

@@ -1,0 +1,270 @@
+"""`actormimic distill`: one multitask Actor-Mimic student from the experts' policies softmax(Q/T).
+
+All games step together (one vector env per game). The student acts epsilon-greedily in every
+game; each game's replay stores frames and the expert's Q-values of every stored frame, computed
+once at insertion. Every update draws a minibatch that mixes the games (or, with
+`schedule: blocks`, only the game of the current round-robin block) and minimises the chosen
+loss from `actormimic.losses`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from actormimic.checkpoint import load_checkpoint, save_checkpoint
+from actormimic.config import DistillConfig, config_to_dict
+from actormimic.evaluation import evaluate_policy, game_result, get_protocol, random_score, aggregate_games
+from actormimic.losses import distillation_loss, feature_regression_loss
+from actormimic.loop import Every, GameStream, RunClock, UpdateCredit
+from actormimic.replay import ReplayBuffer
+from actormimic.reports import markdown_scores_table
+from actormimic.runtime import (Monitor, RunError, StopRequested, prepare_run_dir, rng_state, save_config,
+                                seed_everything, select_device, set_rng_state, write_json)
+from actormimic.train_experts import check_games
+from agents.amn import Student
+from agents.dqn import epsilon_schedule
+from agents.experts import Expert, load_expert
+from agents.networks import arch_for_obs_shape
+from envs import get_preset, make_vector_env, resolve_game, safe_name
+
+STUDENT = "student.pt"
+
+
+def expert_paths(games: Sequence[str], cli_experts: Sequence[str], configured: dict[str, str]) -> dict[str, Path]:
+    """Map each game to its expert file from --experts (folders or GAME=PATH) and the config."""
+    paths = {resolve_game(g): Path(p) for g, p in configured.items()}
+    for item in cli_experts:
+        if "=" in item:
+            game, _, path = item.partition("=")
+            paths[resolve_game(game)] = Path(path)
+            continue
+        folder = Path(item)
+        if not folder.is_dir():
+            raise RunError(f"--experts {item}: not a folder (give a train-experts output folder or GAME=PATH)")
+        for game in games:
+            candidate = folder / safe_name(game) / "expert-best.pt"
+            if candidate.exists() or (folder / safe_name(game) / "expert.pt").exists():
+                paths.setdefault(game, candidate if candidate.exists() else folder / safe_name(game) / "expert.pt")
+    missing = [game for game in games if game not in paths]
+    if missing:
+        raise RunError(f"no expert for {', '.join(missing)}: pass --experts DIR (a train-experts output folder) "
+                       f"or GAME=PATH")
+    for game in games:
+        if not paths[game].is_file():
+            raise RunError(f"expert for {game}: {paths[game]} does not exist")
+    return {game: paths[game] for game in games}
+
+
+def distill(config: DistillConfig, out: str, *, experts: Sequence[str] = (), resume: bool = False,
+            overwrite: bool = False) -> dict[str, Any]:
+    """Train the student; returns the final evaluation (also written to OUT/eval.json)."""
+    games = check_games(config.games, config.preset)
+    config = dataclasses.replace(config, games=games)
+    paths = expert_paths(games, experts, config.experts)
+    device = select_device(config.device)
+    preset = get_preset(config.preset)
+    envs = {game: make_vector_env(game, preset, config.num_envs, config.seed + 1000 * i) for i, game in enumerate(games)}
+    try:
+        teachers = {game: _load_teacher(paths[game], game, preset.name, envs[game], device) for game in games}
+        folder = prepare_run_dir(out, resume=resume, overwrite=overwrite, marker=STUDENT)
+        save_config(config, folder)
+        return _train(config, folder, envs, teachers, paths, device, resume)
+    finally:
+        for env in envs.values():
+            env.close()
+
+
+def _load_teacher(path: Path, game: str, preset: str, env: Any, device: torch.device) -> Expert:
+    """Load one frozen expert, turning a mismatch into a user-facing error."""
+    try:
+        return load_expert(path, game=game, preset_name=preset, n_actions=env.n_actions, obs_shape=env.obs_shape,
+                           device=device, action_ids=env.action_ids)
+    except ValueError as error:
+        raise RunError(str(error)) from None
+
+
+def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: dict[str, Expert],
+           paths: dict[str, Path], device: torch.device, resume: bool) -> dict[str, Any]:
+    """The distillation loop proper."""
+    games = config.games
+    seed_everything(config.seed)
+    first = envs[games[0]]
+    frame_shape = (first.frame_channels, *first.obs_shape[1:])
+    student = Student(arch_for_obs_shape(first.obs_shape), first.obs_shape, games,
+                      {game: list(envs[game].action_ids) for game in games}, per_game_heads=config.per_game_heads,
+                      expert_feature_dims={g: t.network.torso.out_features for g, t in teachers.items()} if config.feature_beta else None,
+                      ).to(device)
+    optimizer = torch.optim.Adam(student.parameters(), lr=config.lr, eps=config.adam_eps)
+    streams = {
+        game: GameStream(envs[game], ReplayBuffer(config.replay_capacity, config.num_envs, frame_shape,
+                                                  envs[game].preset.frame_stack, device,
+                                                  payload_shape=(envs[game].n_actions,)),
+                         device, payload=teachers[game].q_values)
+        for game in games
+    }
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    counters: dict[str, Any] = {"step": 0, "updates": 0, "finished": False}
+    if resume:
+        state = load_checkpoint(folder / STUDENT, kind="student")
+        student.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        counters = state["counters"]
+        set_rng_state(state["rng"])
+        generator.set_state(state["generator"])
+        if counters["finished"]:
+            print(f"student in {folder} already finished; re-evaluating", flush=True)
+    shares = _batch_shares(config)
+    protocol = {game: get_protocol(config.eval.protocol, game, episodes=config.eval.episodes,
+                                   epsilon=config.eval.epsilon) for game in games}
+    final_protocol = {g: dataclasses.replace(p, episodes=config.eval.final_episodes) for g, p in protocol.items()}
+    eval_seed = config.seed + 20_000
+    print("measuring the experts' scores (the reference of expert-normalized scores) ...", flush=True)
+    expert_scores = {game: _score(teachers[game].q_values, teachers[game].action_ids, game, final_protocol[game],
+                                  config, eval_seed, device) for game in games}
+    total_steps = config.steps * (len(games) if config.schedule == "blocks" else 1)
+    monitor = Monitor(folder / "tb", f"distill-{config.loss}", config.preset, total_steps, config.log_interval)
+    bad = torch.zeros(len(games), dtype=torch.bool, device=device)
+
+    def save(finished: bool) -> None:
+        if bool(bad.any()):
+            game = games[int(bad.nonzero()[0, 0])]
+            raise RunError(f"non-finite {config.loss} loss in game {game} before step {counters['step']:,}; "
+                           f"the last good checkpoint {folder / STUDENT} was kept")
+        counters["finished"] = finished
+        save_checkpoint(folder / STUDENT, {
+            "games": games, "preset": envs[games[0]].preset.to_dict(), "student": student.spec,
+            "model": student.state_dict(), "optimizer": optimizer.state_dict(), "method": config.loss,
+            "experts": {g: str(p) for g, p in paths.items()},
+            "action_ids": {g: list(envs[g].action_ids) for g in games}, "config": config_to_dict(config),
+            "counters": counters, "rng": rng_state(), "generator": generator.get_state(),
+            "expert_scores": expert_scores, "protocol": protocol[games[0]].to_dict(),
+        }, kind="student")
+
+    def evaluate(final: bool = False) -> dict[str, Any]:
+        results: dict[str, Any] = {}
+        for game in games:
+            returns = evaluate_policy(lambda obs, g=game: student.logits(obs, g).argmax(-1), envs[game].action_ids,
+                                      game, (final_protocol if final else protocol)[game],
+                                      num_envs=config.eval.num_envs, seed=eval_seed, device=device)
+            results[game] = game_result(game, returns, random=random_score(game, protocol[game], seed=config.seed),
+                                        expert_mean=expert_scores[game])
+            tag = safe_name(game)
+            monitor.scalars({f"eval/{tag}/score": results[game]["mean"]}, counters["step"])
+            if results[game]["expert_normalized"] is not None:
+                monitor.scalars({f"eval/{tag}/expert_normalized": results[game]["expert_normalized"]},
+                                counters["step"])
+        print(" ".join(f"[eval {protocol[g].name}] {safe_name(g)} raw {r['mean']:.2f} "
+                       f"(expert {expert_scores[g]:.2f})" for g, r in results.items()), flush=True)
+        return results
+
+    def update() -> dict[str, torch.Tensor]:
+        active = _active_games(config, counters["step"])
+        batches = {g: streams[g].replay.sample(shares[g] if config.schedule == "mixed" else config.batch_size,
+                                                generator) for g in active}
+        outputs = student.forward_games({g: b.obs for g, b in batches.items()})
+        total = torch.zeros((), device=device)
+        logs: dict[str, torch.Tensor] = {}
+        for g, batch in batches.items():
+            logits, features = outputs[g]
+            loss, diagnostics = distillation_loss(config.loss, logits, batch.payload.float(),
+                                                  temperature=config.temperature, temperature_on=config.temperature_on)
+            if config.feature_beta:
+                loss = loss + feature_regression_loss(features, teachers[g].features(batch.obs),
+                                                      student.feature_maps[g], config.feature_beta)
+            total = total + loss * (len(batch.obs) / sum(len(b.obs) for b in batches.values()))
+            bad[games.index(g)] |= ~torch.isfinite(loss)
+            tag = safe_name(g)
+            logs.update({_tag(key, tag, config.loss): value for key, value in diagnostics.items()})
+            logs[f"train/{tag}/agreement"] = (logits.argmax(-1) == batch.payload.argmax(-1)).float().mean()
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        logs["train/grad_norm"] = torch.nn.utils.clip_grad_norm_(student.parameters(), config.max_grad_norm)
+        optimizer.step()
+        logs["loss/total"] = total.detach()
+        return logs
+
+    credit = UpdateCredit(config.updates_per_step)
+    eval_due, checkpoint_due = Every(config.eval.interval, counters["step"]), Every(config.checkpoint_interval,
+                                                                                 counters["step"])
+    for i, game in enumerate(games):
+        streams[game].reset(seed=config.seed + 1000 * i + counters["step"])
+    refill_until = counters["step"] + min(config.learning_starts, config.replay_capacity) if resume else 0
+    logs: dict[str, torch.Tensor] = {}
+    clock = RunClock(config.time_limit_minutes)
+    try:
+        with StopRequested() as stop:
+            while counters["step"] < total_steps and not stop.requested and not clock.expired():
+                step = counters["step"]
+                epsilon = epsilon_schedule(step, config.epsilon_start, config.epsilon_end,
+                                          int(config.epsilon_fraction * config.steps))
+                active = _active_games(config, step)
+                for game in active:
+                    streams[game].send(student.act(streams[game].obs, game, epsilon, generator))
+                if step >= max(config.learning_starts, refill_until) and all(
+                        len(streams[g].replay) >= config.batch_size for g in active):
+                    clock.learning(step)
+                    for _ in range(credit.earn(config.num_envs)):
+                        logs = update()
+                        counters["updates"] += 1
+                for game in active:
+                    streams[game].recv(monitor, step)
+                counters["step"] += config.num_envs
+                if eval_due(counters["step"]):
+                    evaluate()
+                if checkpoint_due(counters["step"]):
+                    save(finished=False)
+                if monitor.due():
+                    monitor.scalars({**logs, "train/epsilon": epsilon}, counters["step"])
+                    monitor.progress(counters["step"], counters["updates"], f"loss {config.loss} "
+                                     f"{float(logs.get('loss/total', float('nan'))):.4f} eps {epsilon:.3f}")
+            counters["throughput"] = clock.throughput(counters["step"])
+            save(finished=not stop.requested)
+            if stop.requested:
+                from actormimic.cli import Interrupted
+
+                raise Interrupted(f"stopped at step {counters['step']:,}; checkpoint {folder / STUDENT} "
+                                  f"(continue with --resume)")
+        results = evaluate(final=True)
+        final = {"protocol": final_protocol[games[0]].to_dict(), "checkpoint": str(folder / STUDENT), "kind": "student",
+                 "method": config.loss, "seed": config.seed, "games": results, "aggregate": aggregate_games(results)}
+        write_json(folder / "eval.json", final)
+        print(markdown_scores_table(final), flush=True)
+        return final
+    finally:
+        monitor.close()
+
+
+def _tag(key: str, game_tag: str, loss: str) -> str:
+    """Namespace a loss diagnostic per game: 'loss' -> loss/<game>/<kind>, 'cc/x' -> cc/<game>/x."""
+    section, _, name = key.rpartition("/")
+    return f"{section}/{game_tag}/{name}" if section else f"loss/{game_tag}/{loss if name == 'loss' else name}"
+
+
+def _batch_shares(config: DistillConfig) -> dict[str, int]:
+    """Samples per game in a mixed minibatch (proportional to game_weights; every game gets >= 1)."""
+    weights = np.array([config.game_weights.get(g, 1.0) for g in config.games], dtype=float)
+    raw = weights / weights.sum() * config.batch_size
+    shares = np.maximum(1, np.floor(raw)).astype(int)
+    for i in np.argsort(raw - np.floor(raw))[::-1][: config.batch_size - shares.sum()]:
+        shares[i] += 1
+    return dict(zip(config.games, shares.tolist()))
+
+
+def _active_games(config: DistillConfig, step: int) -> list[str]:
+    """All games, or the game of the current round-robin block."""
+    if config.schedule == "mixed":
+        return config.games
+    return [config.games[(step // config.block_steps) % len(config.games)]]
+
+
+def _score(q_values: Any, actions: Sequence[int], game: str, protocol: Any, config: DistillConfig, seed: int,
+           device: torch.device) -> float:
+    """Mean raw score of a greedy policy under the protocol."""
+    returns = evaluate_policy(lambda obs: q_values(obs).argmax(-1), actions, game, protocol,
+                              num_envs=config.eval.num_envs, seed=seed, device=device)
+    return float(np.mean(returns))

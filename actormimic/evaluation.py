@@ -1,0 +1,181 @@
+"""Named evaluation protocols, the parallel evaluation runner and `actormimic evaluate`.
+
+Scores are always raw, unclipped, full-game returns (game over or the protocol's frame cap).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from actormimic import stats
+from actormimic.reports import game_result, markdown_scores_table
+from actormimic.runtime import RunError, select_device, write_json
+from envs import Preset, get_preset, is_minatar, make_vector_env, resolve_game, safe_name
+
+Policy = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How scores are measured: the env settings, the acting epsilon and the episode count."""
+
+    name: str
+    preset: Preset
+    epsilon: float
+    episodes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every setting, for the results JSON."""
+        return {"name": self.name, "epsilon": self.epsilon, "episodes": self.episodes, **self.preset.to_dict(),
+                "preset": self.preset.name}
+
+
+def _protocols() -> dict[str, Protocol]:
+    """nature (Mnih et al. 2015), machado (Machado et al. 2018), minatar (Young & Tian 2019)."""
+    nature = dataclasses.replace(get_preset("nature"), max_episode_frames=18_000, episodic_life=False)
+    machado = dataclasses.replace(get_preset("machado"), max_episode_frames=108_000, episodic_life=False)
+    return {
+        "nature": Protocol("nature", nature, epsilon=0.05, episodes=30),
+        "machado": Protocol("machado", machado, epsilon=0.01, episodes=30),
+        "minatar": Protocol("minatar", get_preset("minatar"), epsilon=0.01, episodes=30),
+    }
+
+
+PROTOCOL_NAMES = ("nature", "machado", "minatar")
+
+
+def get_protocol(name: str, game: str, *, episodes: int | None = None, epsilon: float | None = None) -> Protocol:
+    """The protocol `name` ('auto' picks nature or minatar) for `game`, with optional overrides."""
+    minatar = is_minatar(game)
+    if name == "auto":
+        name = "minatar" if minatar else "nature"
+    if name not in PROTOCOL_NAMES:
+        raise RunError(f"unknown protocol {name!r} (allowed: auto, {', '.join(PROTOCOL_NAMES)})")
+    if minatar != (name == "minatar"):
+        raise RunError(f"protocol {name} does not apply to {game} ({'minatar' if minatar else 'nature or machado'} does)")
+    protocol = _protocols()[name]
+    if episodes is not None:
+        if episodes < 1:
+            raise RunError(f"--episodes must be >= 1, got {episodes}")
+        protocol = dataclasses.replace(protocol, episodes=episodes)
+    if epsilon is not None and epsilon >= 0:
+        if epsilon > 1:
+            raise RunError(f"--epsilon must be in [0, 1], got {epsilon}")
+        protocol = dataclasses.replace(protocol, epsilon=epsilon)
+    return protocol
+
+
+def evaluate_policy(
+    policy: Policy, policy_actions: Sequence[int], game: str, protocol: Protocol, *, num_envs: int = 8,
+    seed: int = 0, device: torch.device | str = "cpu",
+) -> list[float]:
+    """Raw full-game returns of `protocol.episodes` episodes, run in parallel envs.
+
+    `policy` maps a uint8 observation batch on `device` to greedy indices into `policy_actions`
+    (ALE action ids); with probability epsilon an action is drawn uniformly from that set instead.
+    Each env plays a fixed share of the episodes, so short episodes are not over-represented,
+    and a fixed seed gives the same returns.
+    """
+    device = torch.device(device)
+    num_envs = max(1, min(num_envs, protocol.episodes))
+    env = make_vector_env(game, protocol.preset, num_envs, seed)
+    try:
+        missing = set(policy_actions) - set(env.action_ids)
+        if missing:
+            raise RunError(f"{game}: the agent's actions {sorted(missing)} are not in the {protocol.name} action set")
+        to_env = torch.tensor([env.action_ids.index(a) for a in policy_actions], device=device)
+        quota = np.array([protocol.episodes // num_envs + (i < protocol.episodes % num_envs) for i in range(num_envs)])
+        returns: list[list[float]] = [[] for _ in range(num_envs)]
+        generator = torch.Generator(device=device).manual_seed(seed)
+        obs = torch.as_tensor(env.reset(seed=seed), device=device)
+        while any(len(r) < q for r, q in zip(returns, quota)):
+            with torch.no_grad():
+                greedy = policy(obs)
+            explore = torch.rand(num_envs, generator=generator, device=device) < protocol.epsilon
+            random_actions = torch.randint(len(policy_actions), (num_envs,), generator=generator, device=device)
+            actions = to_env[torch.where(explore, random_actions, greedy)]
+            result = env.step(actions.cpu().numpy())
+            for index, raw_return, _length in result.finished:
+                if len(returns[index]) < quota[index]:
+                    returns[index].append(float(raw_return))
+            obs = torch.as_tensor(result.obs, device=device)
+    finally:
+        env.close()
+    return [value for per_env in returns for value in per_env]
+
+
+def random_score(game: str, protocol: Protocol, *, num_envs: int = 8, seed: int = 0) -> float:
+    """Mean raw score of the uniform random policy (the published table for Atari games)."""
+    if game in stats.RANDOM_SCORES:
+        return stats.RANDOM_SCORES[game]
+    env_actions = make_vector_env(game, protocol.preset, 1, seed)
+    actions = list(env_actions.action_ids)
+    env_actions.close()
+    uniform = dataclasses.replace(protocol, epsilon=1.0)
+    return float(np.mean(evaluate_policy(lambda obs: torch.zeros(len(obs), dtype=torch.long), actions, game,
+                                         uniform, num_envs=num_envs, seed=seed + 7919)))
+
+
+def aggregate_games(games: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Mean/median/IQM over games of the normalized scores that exist (one run: no resampling of runs)."""
+    result: dict[str, Any] = {}
+    for key in ("human_normalized", "expert_normalized"):
+        values = [g[key] for g in games.values() if g[key] is not None]
+        if values:
+            result[key] = stats.aggregate(np.array([values]))
+    return result
+
+
+def evaluate_checkpoint(
+    checkpoint: str, *, games: Sequence[str] | None = None, protocol: str = "auto", episodes: int | None = None,
+    epsilon: float | None = None, seed: int = 0, out: str | None = None, device: str = "auto",
+    human_table: str = "agent57", num_envs: int = 8,
+) -> dict[str, Any]:
+    """`actormimic evaluate`: score an expert or student checkpoint and print a Markdown table."""
+    from actormimic.policies import load_policies
+
+    dev = select_device(device)
+    policies = load_policies(checkpoint, dev, games=[resolve_checked(g) for g in games] if games else None)
+    results: dict[str, Any] = {"checkpoint": str(checkpoint), "kind": policies.kind, "method": policies.method,
+                               "seed": seed, "human_table": human_table, "games": {}}
+    for game, (policy, actions) in policies.by_game.items():
+        proto = get_protocol(protocol, game, episodes=episodes, epsilon=epsilon)
+        results["protocol"] = proto.to_dict()
+        print(f"evaluating {game} under protocol {proto.name} ({proto.episodes} episodes, epsilon {proto.epsilon}) ...",
+              flush=True)
+        returns = evaluate_policy(policy, actions, game, proto, num_envs=num_envs, seed=seed, device=dev)
+        expert_mean = (float(np.mean(returns)) if policies.kind == "expert"
+                       else _expert_reference(policies, game, proto, seed, num_envs, dev))
+        results["games"][game] = game_result(game, returns, random=random_score(game, proto, seed=seed),
+                                             expert_mean=expert_mean)
+    results["aggregate"] = aggregate_games(results["games"])
+    print(markdown_scores_table(results), flush=True)
+    if out:
+        write_json(Path(out), results)
+        print(f"wrote {out}")
+    return results
+
+
+def _expert_reference(policies: Any, game: str, protocol: Protocol, seed: int, num_envs: int,
+                      device: torch.device) -> float | None:
+    """The expert's mean score under the same protocol and seed (itself, for an expert)."""
+    expert = policies.experts.get(game)
+    if expert is None:
+        return None
+    policy, actions = expert
+    return float(np.mean(evaluate_policy(policy, actions, game, protocol, num_envs=num_envs, seed=seed,
+                                         device=device)))
+
+
+def resolve_checked(game: str) -> str:
+    """resolve_game with the CLI's error type."""
+    try:
+        return resolve_game(game)
+    except ValueError as error:
+        raise RunError(str(error)) from None

@@ -1,0 +1,121 @@
+"""Building blocks shared by the expert and the student loops: one game's env-to-replay stream,
+the replay-ratio credit and interval triggers."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+
+from actormimic.replay import ReplayBuffer
+from actormimic.runtime import Monitor
+from envs import VectorEnv
+
+Payload = Callable[[torch.Tensor], torch.Tensor]
+
+
+class GameStream:
+    """One game's vector env feeding its replay buffer, with the current observations on the device.
+
+    `send` starts the env step (the one host synchronisation of a step: fetching actions), so the
+    caller can run updates while the env threads work; `recv` stores the transition.
+    """
+
+    def __init__(self, env: VectorEnv, replay: ReplayBuffer, device: torch.device, payload: Payload | None = None):
+        self.env, self.replay, self.device, self.payload_fn = env, replay, device, payload
+        self.game = env.game
+        self.obs: torch.Tensor = torch.empty(0)
+        self._actions: torch.Tensor | None = None
+        self._payload: torch.Tensor | None = None
+        pin = device.type == "cuda"
+        self._host_obs = torch.empty((env.num_envs, *env.obs_shape), dtype=torch.uint8, pin_memory=pin)
+
+    def reset(self, seed: int) -> None:
+        """Reset every env and start new episodes in the replay."""
+        obs = self.env.reset(seed=seed)
+        self.replay.start(obs)
+        self.obs = self._to_device(obs)
+
+    def send(self, actions: torch.Tensor) -> None:
+        """Start stepping with `actions` (indices into the game's action set)."""
+        self._payload = self.payload_fn(self.obs) if self.payload_fn is not None else None
+        self._actions = actions
+        self.env.send(actions.cpu().numpy())
+
+    def recv(self, monitor: Monitor | None, step: int) -> int:
+        """Finish the step: store it, move the new observations to the device, report finished games."""
+        result = self.env.recv()
+        self.replay.add(self._actions, result.reward, result.terminated, result.truncated, result.autoreset,
+                        result.obs, payload=self._payload)
+        self.obs = self._to_device(result.obs)
+        if monitor is not None:
+            for _index, raw_return, length in result.finished:
+                monitor.episode(self.game, step, raw_return, length)
+        return self.env.num_envs
+
+    def _to_device(self, obs: np.ndarray) -> torch.Tensor:
+        """Host-to-device copy through a pinned staging buffer (asynchronous on CUDA)."""
+        if self.device.type == "cpu":
+            return torch.from_numpy(obs)
+        self._host_obs.copy_(torch.from_numpy(obs))
+        return self._host_obs.to(self.device, non_blocking=True)
+
+    def close(self) -> None:
+        """Close the env."""
+        self.env.close()
+
+
+class UpdateCredit:
+    """Turns agent steps into whole gradient updates at a fractional replay ratio."""
+
+    def __init__(self, updates_per_step: float) -> None:
+        self.rate, self.credit = updates_per_step, 0.0
+
+    def earn(self, steps: int) -> int:
+        """Add `steps` agent steps and return the number of updates now due."""
+        self.credit += steps * self.rate
+        due = int(self.credit)
+        self.credit -= due
+        return due
+
+
+class Every:
+    """Fires once each time a step counter crosses a multiple of `interval` (0: never)."""
+
+    def __init__(self, interval: int, start: int = 0) -> None:
+        self.interval = interval
+        self.next = (start // interval + 1) * interval if interval > 0 else None
+
+    def __call__(self, step: int) -> bool:
+        if self.next is None or step < self.next:
+            return False
+        self.next = (step // self.interval + 1) * self.interval
+        return True
+
+
+class RunClock:
+    """Wall-clock limit of a run and the env throughput measured once learning has started."""
+
+    def __init__(self, limit_minutes: float) -> None:
+        self.start = time.perf_counter()
+        self.limit = limit_minutes * 60 if limit_minutes > 0 else None
+        self._learning: tuple[float, int] | None = None
+
+    def expired(self) -> bool:
+        """True when the time limit has passed."""
+        return self.limit is not None and time.perf_counter() - self.start >= self.limit
+
+    def learning(self, step: int) -> None:
+        """Note the step of the first update (idempotent)."""
+        if self._learning is None:
+            self._learning = (time.perf_counter(), step)
+
+    def throughput(self, step: int) -> dict[str, float]:
+        """Agent steps and seconds since the first update (what benchmarks compare)."""
+        if self._learning is None:
+            return {"steps_after_learning_starts": 0, "seconds_after_learning_starts": 0.0}
+        started, first = self._learning
+        return {"steps_after_learning_starts": step - first,
+                "seconds_after_learning_starts": time.perf_counter() - started}

@@ -1,0 +1,66 @@
+"""Greedy policies from checkpoints (an expert file, an SB3 zip or a student), for evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from actormimic.checkpoint import load_checkpoint
+from actormimic.runtime import RunError
+from agents.amn import Student
+from agents.experts import load_expert
+from agents.networks import QNetwork
+
+Policy = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class LoadedPolicies:
+    """Per game: a greedy policy and its action set (ALE ids); for a student also its experts."""
+
+    kind: str
+    method: str
+    preset: str
+    by_game: dict[str, tuple[Policy, list[int]]]
+    experts: dict[str, tuple[Policy, list[int]]] = field(default_factory=dict)
+
+
+def _greedy(network: torch.nn.Module) -> Policy:
+    """argmax of a Q-network's outputs."""
+    network.eval()
+    return lambda obs: network(obs).argmax(-1)
+
+
+def load_policies(path: str | Path, device: torch.device, games: Sequence[str] | None = None) -> LoadedPolicies:
+    """Load an expert (ours), or a student with its experts when their files still exist."""
+    data = load_checkpoint(path, kind=("expert", "student"), map_location=device)
+    if data["kind"] == "expert":
+        if games and list(games) != [data["game"]]:
+            raise RunError(f"{path} is the expert of {data['game']}; it cannot play {', '.join(games)}")
+        network = QNetwork(**data["network"]).to(device)
+        network.load_state_dict(data["model"])
+        return LoadedPolicies("expert", "expert", data["preset"]["name"],
+                              {data["game"]: (_greedy(network), list(data["action_ids"]))})
+    student = Student(**data["student"]).to(device)
+    student.load_state_dict(data["model"])
+    student.eval()
+    chosen = list(games) if games else list(data["games"])
+    unknown = [g for g in chosen if g not in data["games"]]
+    if unknown:
+        raise RunError(f"the student {path} does not know {', '.join(unknown)} (it knows {', '.join(data['games'])})")
+    loaded = LoadedPolicies("student", data["method"], data["preset"]["name"], {
+        game: ((lambda obs, g=game: student.logits(obs, g).argmax(-1)), list(data["action_ids"][game]))
+        for game in chosen
+    })
+    for game in chosen:
+        expert_path = Path(data["experts"][game])
+        if expert_path.is_file():
+            ids = list(data["action_ids"][game])
+            expert = load_expert(expert_path, game=game, preset_name=data["preset"]["name"], n_actions=len(ids),
+                                 obs_shape=tuple(data["student"]["obs_shape"]), device=device,
+                                 action_ids=ids)
+            loaded.experts[game] = ((lambda obs, e=expert: e.q_values(obs).argmax(-1)), ids)
+    return loaded

@@ -1,0 +1,272 @@
+"""Uniform n-step replay for vector-env streams, storing single frames in a device ring.
+
+Layout: row ``t`` (absolute, per env column, kept at slot ``t % T``) holds the newest frame of the
+observation an action was taken in, that action, the step's reward/terminated/truncated, an
+episode-start flag (the stack of this observation is zero before it) and a valid flag (the step was
+recorded and is not an autoreset step).  Stacks and n-step windows are rebuilt at sample time.
+
+Sampleable transition (row ``t``, env ``e``): valid; every frame its stack needs (back to the
+episode start, at most ``stack - 1`` rows) is still in the ring; every step of its n-step window has
+been recorded.  Only rows within ``stack - 1`` of the oldest row or ``n_step - 1`` of the newest
+can fail the last two conditions; every other ("bulk") row is sampleable iff it is valid.
+
+Exact uniformity without host syncs: each add appends the flat indices of its valid rows to a FIFO
+(a device ring with a device-side tail counter) and ``row_cum[t]`` records the FIFO position of
+row ``t``'s first entry, so the bulk's sampleable rows are FIFO positions
+``[row_cum[lo], row_cum[hi + 1])``.  The few edge ("band") rows are checked explicitly at sample
+time.  A batch draws ``u`` uniformly in ``[0, bulk + band)`` on the device and maps it to a FIFO
+entry or, via a cumulative sum, to the ``u - bulk``-th sampleable band row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Batch:
+    """A minibatch of n-step transitions; every tensor lives on the buffer's device."""
+
+    obs: Tensor
+    action: Tensor
+    reward: Tensor
+    next_obs: Tensor
+    done: Tensor
+    discount: Tensor
+    payload: Tensor | None
+    index: Tensor
+
+
+_STORAGE = ("frames", "action", "reward", "terminated", "truncated", "start", "valid", "fifo", "row_cum", "tail")
+
+
+class ReplayBuffer:
+    """Preallocated device replay over ``num_envs`` lockstep env columns with uniform n-step sampling."""
+
+    def __init__(
+        self,
+        capacity: int,
+        num_envs: int,
+        frame_shape: tuple[int, ...],
+        stack: int,
+        device: torch.device | str = "cpu",
+        *,
+        n_step: int = 1,
+        gamma: float = 0.99,
+        payload_shape: tuple[int, ...] | None = None,
+        payload_dtype: torch.dtype = torch.float32,
+    ) -> None:
+        rows = capacity // num_envs
+        if stack < 1 or n_step < 1 or rows <= stack + n_step:
+            raise ValueError(f"need stack, n_step >= 1 and capacity // num_envs > stack + n_step, got {rows} rows")
+        self.device = torch.device(device)
+        self.num_envs, self.rows, self.stack, self.n_step = num_envs, rows, stack, n_step
+        self.frame_shape = tuple(frame_shape)
+        self.gamma = gamma
+        d, n = self.device, rows * num_envs
+        self._frames = torch.empty((rows, num_envs, *self.frame_shape), dtype=torch.uint8, device=d)
+        self._action = torch.zeros((rows, num_envs), dtype=torch.int64, device=d)
+        self._reward = torch.zeros((rows, num_envs), dtype=torch.float32, device=d)
+        self._terminated = torch.zeros((rows, num_envs), dtype=torch.bool, device=d)
+        self._truncated = torch.zeros((rows, num_envs), dtype=torch.bool, device=d)
+        self._start = torch.zeros((rows, num_envs), dtype=torch.bool, device=d)
+        self._valid = torch.zeros((rows, num_envs), dtype=torch.bool, device=d)
+        self._payload = (
+            None
+            if payload_shape is None
+            else torch.empty((rows, num_envs, *payload_shape), dtype=payload_dtype, device=d)
+        )
+        self._fifo = torch.zeros(n, dtype=torch.int64, device=d)
+        self._row_cum = torch.zeros(rows, dtype=torch.int64, device=d)
+        self._tail = torch.zeros((), dtype=torch.int64, device=d)
+        self._gamma_pow = torch.tensor([gamma**k for k in range(n_step + 1)], dtype=torch.float32, device=d)
+        self._env_ids = torch.arange(num_envs, device=d)
+        self._ages = torch.arange(stack - 1, -1, -1, device=d)
+        self._t = 0
+        self._started = False
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes allocated by the storage tensors."""
+        return sum(t.nbytes for t in self._tensors().values())
+
+    def __len__(self) -> int:
+        """Exact number of sampleable transitions (one host sync)."""
+        return 0 if self._t == 0 else int(self._census()[4].item())
+
+    def start(self, obs: Any) -> None:
+        """Begin a new episode in every env from the observations returned by ``env.reset()``."""
+        frame = self._newest(obs)
+        if self._started:
+            # A reset mid-stream (e.g. after load_state_dict): the interrupted episodes end as truncated
+            # at the last recorded step and the pending observation row never gets a transition.
+            self._truncated[(self._t - 1) % self.rows] = True
+            self._valid[self._t % self.rows] = False
+            self._t += 1
+        self._started = True
+        self._write_frame(frame, True)
+
+    def add(
+        self,
+        action: Any,
+        reward: Any,
+        terminated: Any,
+        truncated: Any,
+        autoreset: Any,
+        next_obs: Any,
+        payload: Any = None,
+    ) -> None:
+        """Record one vector step taken in the current observations (payload belongs to those)."""
+        if not self._started:
+            raise RuntimeError("call start(obs) before add()")
+        frame = self._newest(next_obs)
+        s = self._t % self.rows
+        reset = self._to_device(autoreset, torch.bool)
+        self._action[s] = self._to_device(action, torch.int64)
+        self._reward[s] = self._to_device(reward, torch.float32)
+        self._terminated[s] = self._to_device(terminated, torch.bool)
+        self._truncated[s] = self._to_device(truncated, torch.bool)
+        self._valid[s] = ~reset
+        if self._payload is not None:
+            if payload is None:
+                raise ValueError("this buffer stores a payload: pass payload=")
+            self._payload[s] = self._to_device(payload, self._payload.dtype)
+        # Valid envs first (stable), written to FIFO positions [tail, tail + N); the tail moves past the valid ones.
+        order = torch.argsort(reset.to(torch.uint8), stable=True)
+        self._fifo[(self._tail + self._env_ids) % self._fifo.numel()] = s * self.num_envs + order
+        self._tail += (~reset).sum()
+        self._t += 1
+        self._write_frame(frame, reset)
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
+        """Draw ``batch_size`` transitions uniformly (with replacement) from the sampleable ones."""
+        if self._t == 0:
+            raise ValueError("the buffer holds no transitions")
+        first, bulk, band, cum, total = self._census()
+        torch._assert_async(total > 0, "ReplayBuffer.sample: no sampleable transitions")
+        u = torch.rand(batch_size, generator=generator, device=self.device, dtype=torch.float64)
+        u = torch.minimum(u.mul_(total).long(), total - 1)
+        T, N = self.rows, self.num_envs
+        flat = self._fifo[(first + u) % self._fifo.numel()]
+        rows, envs = self._t - (self._t - flat // N) % T, flat % N
+        if band.numel():
+            j = torch.searchsorted(cum, u - bulk, right=True).clamp_max(cum.numel() - 1)
+            in_bulk = u < bulk
+            rows, envs = torch.where(in_bulk, rows, band[j // N]), torch.where(in_bulk, envs, j % N)
+        _, steps, ret, done = self._forward(rows, envs)
+        index = (rows % T) * N + envs
+        payload = None if self._payload is None else self._payload.flatten(0, 1)[index]
+        return Batch(
+            obs=self._stacks(rows, envs),
+            action=self._action.view(-1)[index],
+            reward=ret,
+            next_obs=self._stacks(rows + steps, envs),
+            done=done.float(),
+            discount=self._gamma_pow[steps],
+            payload=payload,
+            index=index,
+        )
+
+    def state_dict(self) -> dict:
+        """Storage tensors (shared, not copied) and the write position."""
+        return {**self._tensors(), "t": self._t, "started": self._started}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore from ``state_dict()`` output of a buffer with the same shapes (n_step/gamma may differ)."""
+        tensors = self._tensors()
+        if set(tensors) != set(state) - {"t", "started"}:
+            raise ValueError("payload configuration differs from the saved buffer")
+        for name, tensor in tensors.items():
+            if tuple(state[name].shape) != tuple(tensor.shape):
+                raise ValueError(f"{name}: saved shape {tuple(state[name].shape)} != {tuple(tensor.shape)}")
+            tensor.copy_(state[name])
+        self._t, self._started = int(state["t"]), bool(state["started"])
+
+    def _tensors(self) -> dict[str, Tensor]:
+        """Storage tensors by name."""
+        tensors = {name: getattr(self, f"_{name}") for name in _STORAGE}
+        if self._payload is not None:
+            tensors["payload"] = self._payload
+        return tensors
+
+    def _to_device(self, x: Any, dtype: torch.dtype) -> Tensor:
+        """Copy one input (numpy or tensor, any device) to the buffer device, pinned + async for CUDA."""
+        t = torch.as_tensor(x)
+        if t.device.type == "cpu":
+            t = t.to(dtype)
+            if self.device.type == "cuda":
+                t = t.pin_memory()
+        return t.to(self.device, dtype, non_blocking=True)
+
+    def _newest(self, obs: Any) -> Any:
+        """The newest frame (last C channels) of stacked observations, shape-checked."""
+        c = self.frame_shape[0]
+        if tuple(obs.shape) != (self.num_envs, self.stack * c, *self.frame_shape[1:]):
+            raise ValueError(f"obs shape {tuple(obs.shape)} != {(self.num_envs, self.stack * c, *self.frame_shape[1:])}")
+        return obs[:, -c:]
+
+    def _write_frame(self, frame: Any, start: Tensor | bool) -> None:
+        """Store the newest frames as the current row of every env."""
+        s = self._t % self.rows
+        self._frames[s] = self._to_device(frame, torch.uint8)
+        self._start[s] = start
+        self._row_cum[s] = self._tail
+
+    def _census(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """FIFO position of the bulk, bulk count, band rows, cumulative band mask, total count."""
+        oldest = max(0, self._t - self.rows + 1)
+        lo, hi = (oldest + self.stack - 1 if oldest else 0), self._t - self.n_step
+        arange = partial(torch.arange, device=self.device)
+        if lo <= hi:
+            band = torch.cat([arange(oldest, lo), arange(hi + 1, self._t)])
+            first = self._row_cum[lo % self.rows]
+            bulk = self._row_cum[(hi + 1) % self.rows] - first
+        else:
+            band = arange(oldest, self._t)
+            first = bulk = torch.zeros((), dtype=torch.int64, device=self.device)
+        cum = self._sampleable(band[:, None], self._env_ids, oldest).flatten().cumsum(0)
+        return first, bulk, band, cum, bulk + (cum[-1] if cum.numel() else 0)
+
+    def _sampleable(self, rows: Tensor, envs: Tensor, oldest: int) -> Tensor:
+        """Whether (rows, envs) are valid with a complete n-step window and a stack still in the ring."""
+        in_ring = (rows[..., None] - self._ages >= oldest) | ~self._lookback(rows, envs)
+        valid = self._valid.view(-1)[(rows % self.rows) * self.num_envs + envs]
+        return valid & in_ring.all(-1) & self._forward(rows, envs)[0]
+
+    def _lookback(self, rows: Tensor, envs: Tensor) -> Tensor:
+        """Mask (..., stack), oldest first, of the frames in the stacks ending at rows that share their episode."""
+        start = self._start.view(-1)
+        keep = [torch.ones(torch.broadcast_shapes(rows.shape, envs.shape), dtype=torch.bool, device=self.device)]
+        for k in range(1, self.stack):
+            keep.append(keep[-1] & ~start[((rows - k + 1) % self.rows) * self.num_envs + envs])
+        return torch.stack(keep[::-1], -1)
+
+    def _forward(self, rows: Tensor, envs: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """n-step windows from rows: (all steps recorded, n', discounted reward sum, ended terminated)."""
+        shape = torch.broadcast_shapes(rows.shape, envs.shape)
+        alive = torch.ones(shape, dtype=torch.bool, device=self.device)
+        complete = alive.clone()
+        done = torch.zeros_like(alive)
+        steps = torch.zeros(shape, dtype=torch.int64, device=self.device)
+        ret = torch.zeros(shape, dtype=torch.float32, device=self.device)
+        for k in range(self.n_step):
+            flat = ((rows + k) % self.rows) * self.num_envs + envs
+            complete &= ~alive | (rows + k < self._t)
+            steps += alive
+            ret += torch.where(alive, self._gamma_pow[k] * self._reward.view(-1)[flat], 0.0)
+            terminated = self._terminated.view(-1)[flat]
+            done |= alive & terminated
+            alive = alive & ~(terminated | self._truncated.view(-1)[flat])
+        return complete, steps, ret, done
+
+    def _stacks(self, rows: Tensor, envs: Tensor) -> Tensor:
+        """Observation stacks (B, stack*C, H, W) ending at rows, zero before the episode start."""
+        flat = ((rows[:, None] - self._ages) % self.rows) * self.num_envs + envs[:, None]
+        frames = self._frames.flatten(0, 1)[flat]
+        frames.masked_fill_(~self._lookback(rows, envs).view(*flat.shape, *(1,) * len(self.frame_shape)), 0)
+        return frames.flatten(1, 2)

@@ -1,0 +1,173 @@
+"""Plumbing shared by the training loops: device, seeding, run folders, logging, progress, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from types import FrameType
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from actormimic.config import dump_config
+
+
+class RunError(RuntimeError):
+    """A problem the user can fix (bad input, missing file); the CLI exits with code 2."""
+
+
+def select_device(name: str) -> torch.device:
+    """'auto' -> cuda when present, else cpu; 'cuda' without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RunError("device cuda was requested but torch sees no CUDA device (use --device auto or cpu)")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """Every global RNG state, for checkpoints."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore what :func:`rng_state` saved."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def prepare_run_dir(path: str | Path, *, resume: bool, overwrite: bool, marker: str) -> Path:
+    """Create the run folder; refuse to reuse a non-empty one unless resuming or overwriting."""
+    path = Path(path)
+    if resume and overwrite:
+        raise RunError("--resume and --overwrite exclude each other")
+    if resume:
+        if not (path / marker).exists():
+            raise RunError(f"--resume: {path / marker} does not exist (nothing to resume)")
+        return path
+    if path.exists() and any(path.iterdir()):
+        if not overwrite:
+            raise RunError(f"run folder {path} is not empty: pass --resume to continue it or --overwrite to replace it")
+        for child in sorted(path.rglob("*"), reverse=True):
+            child.unlink() if child.is_file() or child.is_symlink() else child.rmdir()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def save_config(config: Any, folder: Path) -> None:
+    """Print the resolved config and save it as config.yaml in the run folder."""
+    text = dump_config(config)
+    print(f"resolved config ({folder / 'config.yaml'}):\n{text}", flush=True)
+    write_text_atomic(folder / "config.yaml", text)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a text file via a temporary name and rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically, indented."""
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+class StopRequested:
+    """Turns SIGINT/SIGTERM into a flag the loop checks, so it can checkpoint and exit cleanly."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopRequested":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested:  # second Ctrl-C: give up at once
+            raise KeyboardInterrupt
+        self.requested = True
+        print(f"\n{signal.Signals(signum).name}: finishing the step, writing a checkpoint ...", file=sys.stderr)
+
+
+class Monitor:
+    """TensorBoard scalars plus a throttled progress line (steps/s, updates/s, latest raw scores)."""
+
+    def __init__(self, log_dir: Path, label: str, preset: str, total_steps: int, interval: float) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(log_dir))
+        self.label, self.preset, self.total, self.interval = label, preset, total_steps, interval
+        self.scores: dict[str, deque[float]] = {}
+        self._last_time = time.perf_counter()
+        self._last_steps = 0
+        self._last_updates = 0
+
+    def episode(self, game: str, step: int, raw_return: float, length: int) -> None:
+        """Record one finished full game (raw, unclipped score)."""
+        self.scores.setdefault(game, deque(maxlen=20)).append(raw_return)
+        tag = game.replace("/", "-")
+        self.writer.add_scalar(f"train/{tag}/episode_return_raw", raw_return, step)
+        self.writer.add_scalar(f"train/{tag}/episode_length", length, step)
+
+    def scalars(self, values: Mapping[str, float | torch.Tensor], step: int) -> None:
+        """Write scalars (0-dim tensors are synchronised here, not in the hot loop)."""
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, float(value), step)
+
+    def due(self) -> bool:
+        """True when the progress interval has elapsed."""
+        return time.perf_counter() - self._last_time >= self.interval
+
+    def progress(self, steps: int, updates: int, extra: str = "") -> dict[str, float]:
+        """Print the progress line and log perf/ scalars; returns the rates."""
+        now = time.perf_counter()
+        elapsed = max(now - self._last_time, 1e-9)
+        rates = {
+            "perf/steps_per_s": (steps - self._last_steps) / elapsed,
+            "perf/updates_per_s": (updates - self._last_updates) / elapsed,
+        }
+        if torch.cuda.is_available():
+            rates["perf/gpu_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
+        self._last_time, self._last_steps, self._last_updates = now, steps, updates
+        self.scalars(rates, steps)
+        scores = " ".join(
+            f"{game}={np.mean(vals):.1f}" for game, vals in self.scores.items() if vals
+        ) or "n/a"
+        print(
+            f"[{self.label}] step {steps:,}/{self.total:,} ({100 * steps / self.total:.1f}%) "
+            f"{rates['perf/steps_per_s']:,.0f} steps/s {rates['perf/updates_per_s']:,.0f} updates/s "
+            f"{extra} | raw score ({self.preset}, last 20 games): {scores}",
+            flush=True,
+        )
+        return rates
+
+    def close(self) -> None:
+        """Flush and close TensorBoard."""
+        self.writer.close()

@@ -1,0 +1,200 @@
+"""`actormimic train-experts`: one Double-DQN expert per game.
+
+Per game the loop is: act (epsilon-greedy, on the device) -> env.send -> gradient updates while
+the env threads step -> env.recv -> replay. Writes OUT/<game>/expert.pt (last state, resumable),
+expert-best.pt (best evaluation), tb/ and eval.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from actormimic.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from actormimic.config import ExpertsConfig, config_to_dict
+from actormimic.evaluation import evaluate_policy, game_result, get_protocol, random_score, resolve_checked
+from actormimic.loop import Every, GameStream, RunClock, UpdateCredit
+from actormimic.replay import ReplayBuffer
+from actormimic.runtime import (Monitor, RunError, StopRequested, prepare_run_dir, rng_state, save_config,
+                                seed_everything, select_device, set_rng_state, write_json)
+from agents.dqn import DQN, epsilon_schedule
+from agents.networks import QNetwork, arch_for_obs_shape
+from envs import get_preset, is_minatar, make_vector_env, safe_name
+
+LAST, BEST = "expert.pt", "expert-best.pt"
+
+
+def check_games(games: list[str], preset: str) -> list[str]:
+    """Resolve game ids and check them against the preset before any work starts."""
+    resolved = [resolve_checked(game) for game in games]
+    for game in resolved:
+        if is_minatar(game) != (preset == "minatar"):
+            raise RunError(f"game {game} cannot use preset {preset!r} "
+                           f"(use {'minatar' if is_minatar(game) else 'nature or machado'})")
+    return resolved
+
+
+def train_experts(config: ExpertsConfig, out: str, *, resume: bool = False, overwrite: bool = False,
+                  parallel: int = 1) -> None:
+    """Train one expert per game, one after another or `parallel` processes at a time."""
+    config = dataclasses.replace(config, games=check_games(config.games, config.preset))
+    select_device(config.device)
+    if config.init_from:
+        load_checkpoint(config.init_from, kind="student")
+    if parallel < 1:
+        raise RunError(f"--parallel must be >= 1, got {parallel}")
+    root = prepare_run_dir(out, resume=resume, overwrite=overwrite, marker="config.yaml")
+    save_config(config, root)
+    folders = [root / safe_name(game) for game in config.games]
+    for folder in folders:
+        folder.mkdir(exist_ok=True)
+    jobs = [(config, game, folder) for game, folder in zip(config.games, folders)]
+    if parallel == 1 or len(jobs) == 1:
+        for job in jobs:
+            train_one_game(*job)
+        return
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(min(parallel, len(jobs))) as pool:
+        pool.starmap(train_one_game, jobs)
+
+
+def train_one_game(config: ExpertsConfig, game: str, folder: Path) -> dict[str, Any]:
+    """Train (or resume) the expert of one game in `folder`; returns its final evaluation."""
+    device = select_device(config.device)
+    resume_state = _load_resume(folder / LAST)
+    if resume_state is not None and resume_state["counters"]["finished"]:
+        print(f"[{game}] already finished in {folder}; skipping", flush=True)
+        return resume_state["eval"]
+    seed_everything(config.seed)
+    preset = get_preset(config.preset)
+    env = make_vector_env(game, preset, config.num_envs, config.seed)
+    frame_shape = (env.frame_channels, *env.obs_shape[1:])
+    arch = arch_for_obs_shape(env.obs_shape) if config.arch == "auto" else config.arch
+    q_net = QNetwork(arch, env.obs_shape, env.n_actions, config.dueling).to(device)
+    if config.init_from:
+        _init_torso(q_net, config.init_from)
+    agent = DQN(q_net, lr=config.lr, adam_eps=config.adam_eps, gamma=config.gamma, loss=config.loss,
+                max_grad_norm=config.max_grad_norm, double=config.double, target_update=config.target_update,
+                target_update_interval=max(1, round(config.target_update_interval * config.updates_per_step)),
+                tau=config.tau, device=device, cuda_graph=config.cuda_graph)
+    replay = ReplayBuffer(config.replay_capacity, config.num_envs, frame_shape, preset.frame_stack, device,
+                          n_step=config.n_step, gamma=config.gamma)
+    stream = GameStream(env, replay, device)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    counters = {"step": 0, "updates": 0, "best_score": -float("inf"), "finished": False}
+    if resume_state is not None:
+        agent.load_state_dict(resume_state["agent"])
+        counters = resume_state["counters"]
+        set_rng_state(resume_state["rng"])
+        generator.set_state(resume_state["generator"])
+        print(f"[{game}] resuming at step {counters['step']:,} (replay refilled from empty)", flush=True)
+    protocol = get_protocol(config.eval.protocol, game, episodes=config.eval.episodes, epsilon=config.eval.epsilon)
+    monitor = Monitor(folder / "tb", safe_name(game), preset.name, config.steps, config.log_interval)
+    meta = {"game": game, "preset": preset.to_dict(), "action_ids": list(env.action_ids), "network": q_net.spec,
+            "config": config_to_dict(config)}
+
+    def checkpoint(path: Path, label: str, **extra: Any) -> None:
+        save_checkpoint(path, {**meta, "label": label, "model": q_net.state_dict(), **extra}, kind="expert")
+
+    def evaluate() -> float:
+        returns = evaluate_policy(lambda obs: q_net(obs).argmax(-1), env.action_ids, game, protocol,
+                                  num_envs=config.eval.num_envs, seed=config.seed + 10_000, device=device)
+        score = float(np.mean(returns))
+        monitor.scalars({f"eval/{safe_name(game)}/score": score}, counters["step"])
+        print(f"[{safe_name(game)}] eval ({protocol.name}, {len(returns)} episodes): raw score {score:.2f}", flush=True)
+        if score > counters["best_score"]:
+            counters["best_score"] = score
+            checkpoint(folder / BEST, "best", eval_score=score, step=counters["step"])
+        return score
+
+    def save_last(finished: bool, final_eval: dict[str, Any] | None = None) -> None:
+        counters["finished"] = finished
+        checkpoint(folder / LAST, "last", agent=agent.state_dict(), counters=counters, rng=rng_state(),
+                   generator=generator.get_state(), eval=final_eval)
+
+    credit = UpdateCredit(config.updates_per_step)
+    eval_due, checkpoint_due = Every(config.eval.interval, counters["step"]), Every(config.checkpoint_interval, counters["step"])
+    refill_until = counters["step"] + min(config.learning_starts, config.replay_capacity) if resume_state else 0
+    metrics: dict[str, torch.Tensor] = {}
+    clock = RunClock(config.time_limit_minutes)
+    stream.reset(seed=config.seed + counters["step"])
+    try:
+        with StopRequested() as stop:
+            while counters["step"] < config.steps and not stop.requested and not clock.expired():
+                step = counters["step"]
+                epsilon = epsilon_schedule(step, config.epsilon_start, config.epsilon_end,
+                                          int(config.epsilon_fraction * config.steps))
+                stream.send(agent.act(stream.obs, epsilon, generator))
+                if step >= max(config.learning_starts, refill_until) and len(replay) >= config.batch_size:
+                    clock.learning(step)
+                    for _ in range(credit.earn(config.num_envs)):
+                        metrics = agent.update(replay.sample(config.batch_size, generator))
+                        counters["updates"] += 1
+                counters["step"] += stream.recv(monitor, step)
+                if eval_due(counters["step"]):
+                    evaluate()
+                if checkpoint_due(counters["step"]):
+                    save_last(finished=False)
+                if monitor.due():
+                    monitor.scalars({**metrics, "train/epsilon": epsilon, "train/replay_fill": len(replay)},
+                                    counters["step"])
+                    monitor.progress(counters["step"], counters["updates"], f"eps {epsilon:.3f}")
+            if stop.requested:
+                save_last(finished=False)
+                from actormimic.cli import Interrupted
+
+                raise Interrupted(f"{game} stopped at step {counters['step']:,}; checkpoint {folder / LAST} "
+                                  f"(continue with --resume)")
+        counters["throughput"] = clock.throughput(counters["step"])
+        evaluate()
+        final = _final_eval(game, folder, protocol, config, device)
+        save_last(finished=True, final_eval=final)
+        return final
+    finally:
+        stream.close()
+        monitor.close()
+
+
+def _final_eval(game: str, folder: Path, protocol: Any, config: ExpertsConfig, device: torch.device) -> dict[str, Any]:
+    """Evaluate the best checkpoint under the protocol and write eval.json."""
+    best = load_checkpoint(folder / BEST, kind="expert")
+    q_net = QNetwork(**best["network"]).to(device)
+    q_net.load_state_dict(best["model"])
+    q_net.eval()
+    protocol = dataclasses.replace(protocol, episodes=config.eval.final_episodes)
+    returns = evaluate_policy(lambda obs: q_net(obs).argmax(-1), best["action_ids"], game, protocol,
+                              num_envs=config.eval.num_envs, seed=config.seed + 20_000, device=device)
+    entry = game_result(game, returns, random=random_score(game, protocol, seed=config.seed), expert_mean=None)
+    entry["expert_mean"] = entry["mean"]
+    entry["expert_normalized"] = 1.0
+    result = {"protocol": protocol.to_dict(), "checkpoint": str(folder / BEST), "kind": "expert",
+              "method": "expert", "seed": config.seed, "games": {game: entry}, "aggregate": {}}
+    write_json(folder / "eval.json", result)
+    print(f"[{safe_name(game)}] final eval of {folder / BEST} ({protocol.name}, {len(returns)} episodes): "
+          f"raw score {entry['mean']:.2f} ± {entry['std']:.2f}", flush=True)
+    return result
+
+
+def _load_resume(path: Path) -> dict[str, Any] | None:
+    """The resume state in `path`, or None for a fresh run."""
+    if not path.exists():
+        return None
+    state = load_checkpoint(path, kind="expert")
+    if "agent" not in state:
+        raise CheckpointError(f"checkpoint {path} has no training state to resume from")
+    return state
+
+
+def _init_torso(q_net: QNetwork, student_path: str) -> None:
+    """Copy a student's torso weights into the expert network (Actor-Mimic transfer)."""
+    student = load_checkpoint(student_path, kind="student")
+    if student["student"]["arch"] != q_net.spec["arch"] or list(student["student"]["obs_shape"]) != list(q_net.spec["obs_shape"]):
+        raise RunError(f"--init-from {student_path}: the student's torso ({student['student']['arch']}, "
+                       f"{student['student']['obs_shape']}) does not fit this game's network ({q_net.spec})")
+    torso = {k.removeprefix("torso."): v for k, v in student["model"].items() if k.startswith("torso.")}
+    q_net.torso.load_state_dict(torso)

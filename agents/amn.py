@@ -1,0 +1,111 @@
+"""Actor-Mimic multitask student: one shared torso, outputs over the union of the games' ALE actions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from agents.networks import epsilon_greedy, make_torso
+
+
+class _IndexBuffers(nn.Module):
+    """Per-game int64 buffers of union positions, looked up as `index[game]`."""
+
+    def __init__(self, positions: Mapping[str, list[int]]) -> None:
+        super().__init__()
+        for game, pos in positions.items():
+            self.register_buffer(game, torch.tensor(pos, dtype=torch.long))
+
+    def __getitem__(self, game: str) -> Tensor:
+        return self.get_buffer(game)
+
+
+class Student(nn.Module):
+    """Shared torso; a union-of-actions head (or one head per game) and optional feature-regression maps."""
+
+    def __init__(
+        self,
+        arch: str,
+        obs_shape: Sequence[int],
+        games: Sequence[str],
+        game_actions: Mapping[str, Sequence[int]],
+        per_game_heads: bool = False,
+        expert_feature_dims: Mapping[str, int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.arch = arch
+        self.obs_shape = tuple(int(d) for d in obs_shape)
+        self.games = list(games)
+        self.game_actions = {g: [int(a) for a in game_actions[g]] for g in self.games if g in game_actions}
+        self.per_game_heads = bool(per_game_heads)
+        dims = expert_feature_dims
+        self.expert_feature_dims = None if dims is None else {g: int(d) for g, d in dims.items()}
+        self._check()
+        self.union_actions = sorted(set().union(*map(set, self.game_actions.values())))
+        position = {a: i for i, a in enumerate(self.union_actions)}
+        self.index = _IndexBuffers({g: [position[a] for a in acts] for g, acts in self.game_actions.items()})
+        self.torso = make_torso(arch, self.obs_shape)
+        width = self.torso.out_features
+        if self.per_game_heads:
+            self.heads = nn.ModuleDict({g: nn.Linear(width, len(self.game_actions[g])) for g in self.games})
+        else:
+            self.head = nn.Linear(width, len(self.union_actions))
+        if self.expert_feature_dims is not None:
+            self.feature_maps = nn.ModuleDict({g: nn.Linear(width, d) for g, d in self.expert_feature_dims.items()})
+
+    def _check(self) -> None:
+        """Reject empty, duplicated or unknown games and games without a valid action set."""
+        if not self.games or len(set(self.games)) != len(self.games):
+            raise ValueError(f"Student needs distinct games, got {self.games}")
+        for g in self.games:
+            acts = self.game_actions.get(g)
+            if not acts or len(set(acts)) != len(acts):
+                raise ValueError(f"game {g!r} needs a non-empty action set without repeats, got {acts}")
+        unknown = set(self.expert_feature_dims or {}) - set(self.games)
+        if unknown:
+            raise ValueError(f"expert_feature_dims names games that are not in {self.games}: {sorted(unknown)}")
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this student."""
+        return dict(
+            arch=self.arch,
+            obs_shape=self.obs_shape,
+            games=list(self.games),
+            game_actions={g: list(a) for g, a in self.game_actions.items()},
+            per_game_heads=self.per_game_heads,
+            expert_feature_dims=None if self.expert_feature_dims is None else dict(self.expert_feature_dims),
+        )
+
+    def n_actions(self, game: str) -> int:
+        """Size of `game`'s action set."""
+        return len(self.game_actions[game])
+
+    def features(self, obs: Tensor) -> Tensor:
+        """Shared torso features (B, F) from raw observations."""
+        return self.torso(obs)
+
+    def head_logits(self, features: Tensor, game: str) -> Tensor:
+        """Logits (B, n_actions(game)) from torso features, restricted to `game`'s actions in its order."""
+        if self.per_game_heads:
+            return self.heads[game](features)
+        return self.head(features).index_select(1, self.index[game])
+
+    def logits(self, obs: Tensor, game: str) -> Tensor:
+        """Pre-softmax logits (B, n_actions(game)) over `game`'s action set."""
+        return self.head_logits(self.torso(obs), game)
+
+    def forward_games(self, obs_by_game: Mapping[str, Tensor]) -> dict[str, tuple[Tensor, Tensor]]:
+        """Run the torso once on the concatenated mixed-game batch; per game (logits, torso features)."""
+        games = list(obs_by_game)
+        features = self.torso(torch.cat([obs_by_game[g] for g in games]))
+        sizes = [obs_by_game[g].shape[0] for g in games]
+        return {g: (self.head_logits(f, g), f) for g, f in zip(games, features.split(sizes))}
+
+    def act(self, obs: Tensor, game: str, epsilon: float | Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Epsilon-greedy int64 (N,) indices into `game`'s action set (not ALE ids)."""
+        with torch.no_grad():
+            return epsilon_greedy(self.logits(obs, game), epsilon, generator)

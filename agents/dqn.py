@@ -1,0 +1,208 @@
+"""(Double) DQN agent: epsilon-greedy acting and TD updates, optionally captured as one CUDA graph."""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from agents.networks import QNetwork, epsilon_greedy
+
+BATCH_FIELDS = ("obs", "action", "reward", "next_obs", "done", "discount")
+_FLOAT_FIELDS = ("reward", "done", "discount")
+_GRAPH_WARMUP_UPDATES = 3
+
+
+def epsilon_schedule(step: int, start: float, end: float, fraction_steps: int) -> float:
+    """Linear decay from `start` to `end` over the first `fraction_steps` steps, then `end`."""
+    if fraction_steps <= 0:
+        return end
+    progress = min(max(step, 0) / fraction_steps, 1.0)
+    return start + progress * (end - start)
+
+
+class DQN:
+    """Online/target Q-networks with Adam; knows how to act and learn, nothing about envs or logging."""
+
+    def __init__(
+        self,
+        q_net: QNetwork,
+        *,
+        lr: float = 1e-4,
+        adam_eps: float = 1.5e-4,
+        gamma: float = 0.99,
+        loss: str = "huber",
+        max_grad_norm: float | None = 10.0,
+        double: bool = True,
+        target_update: str = "hard",
+        target_update_interval: int = 1000,
+        tau: float = 0.005,
+        device: str | torch.device = "cpu",
+        cuda_graph: bool = True,
+    ) -> None:
+        if loss not in ("huber", "mse"):
+            raise ValueError(f"unknown loss {loss!r}; allowed: huber, mse")
+        if target_update not in ("hard", "polyak"):
+            raise ValueError(f"unknown target_update {target_update!r}; allowed: hard, polyak")
+        if target_update == "hard" and target_update_interval < 1:
+            raise ValueError(f"target_update_interval must be >= 1, got {target_update_interval}")
+        self.device = torch.device(device)
+        self.online = q_net.to(self.device)
+        self.target = copy.deepcopy(self.online).requires_grad_(False).eval()
+        self.gamma = gamma
+        self.loss = loss
+        self.max_grad_norm = math.inf if max_grad_norm is None else float(max_grad_norm)
+        self.double = double
+        self.target_update = target_update
+        self.target_update_interval = target_update_interval
+        self.tau = tau
+        self.use_cuda_graph = cuda_graph and self.device.type == "cuda"
+        self.optimizer = torch.optim.Adam(
+            self.online.parameters(), lr=lr, eps=adam_eps, capturable=self.use_cuda_graph
+        )
+        self.updates = 0
+        self._static: dict[str, Tensor] | None = None
+        self._static_out: tuple[Tensor, Tensor, Tensor] | None = None
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._warmup_left = _GRAPH_WARMUP_UPDATES
+
+    def act(self, obs: Tensor, epsilon: float | Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Epsilon-greedy actions int64 (N,) for a batch of observations, on device, no host sync."""
+        with torch.no_grad():
+            return epsilon_greedy(self.online(obs), epsilon, generator)
+
+    def td_target(self, reward: Tensor, next_obs: Tensor, done: Tensor, discount: Tensor) -> Tensor:
+        """reward + discount * (1 - done) * Q_target(next_obs, a'), a' = argmax of online (double) or target."""
+        with torch.no_grad():
+            next_q = self.target(next_obs)
+            if self.double:
+                best = self.online(next_obs).argmax(dim=1, keepdim=True)
+                next_value = next_q.gather(1, best).squeeze(1)
+            else:
+                next_value = next_q.max(dim=1).values
+            return reward + discount * (1.0 - done.to(next_value.dtype)) * next_value
+
+    def update(self, batch: Any) -> dict[str, Tensor]:
+        """One gradient step on a replay batch (mapping or object with BATCH_FIELDS); 0-dim metric tensors."""
+        tensors = self._batch_tensors(batch)
+        if self.use_cuda_graph:
+            loss, q_mean, grad_norm = self._graph_update(tensors)
+        else:
+            loss, q_mean, grad_norm = self._eager_update(tensors)
+        self.updates += 1
+        self._update_target()
+        return {"loss/td": loss, "train/q_mean": q_mean, "train/grad_norm": grad_norm}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Online and target weights, optimizer state and update counter."""
+        return {
+            "online": self.online.state_dict(),
+            "target": self.target.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore from `state_dict()`; a captured CUDA graph is dropped and re-captured later."""
+        self.online.load_state_dict(state["online"])
+        self.target.load_state_dict(state["target"])
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))  # torch would alias same-device tensors
+        self.updates = int(state["updates"])
+        self._graph = None  # the optimizer state tensors were replaced, so the graph's pointers are stale
+        self._static_out = None
+        self._warmup_left = _GRAPH_WARMUP_UPDATES
+
+    def _batch_tensors(self, batch: Any) -> dict[str, Tensor]:
+        """The batch fields as tensors; a missing or None `discount` means a constant gamma."""
+        get = batch.get if isinstance(batch, Mapping) else lambda name: getattr(batch, name, None)
+        tensors = {name: get(name) for name in BATCH_FIELDS}
+        missing = [name for name in BATCH_FIELDS[:-1] if tensors[name] is None]
+        if missing:
+            raise ValueError(f"DQN batch lacks fields {missing}")
+        if tensors["discount"] is None:
+            tensors["discount"] = torch.full_like(tensors["reward"], self.gamma, dtype=torch.float32)
+        return tensors
+
+    def _td_loss(self, b: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """TD loss and mean Q of the taken actions."""
+        q = self.online(b["obs"]).gather(1, b["action"].long().unsqueeze(1)).squeeze(1)
+        target = self.td_target(b["reward"], b["next_obs"], b["done"], b["discount"])
+        td = F.smooth_l1_loss(q, target) if self.loss == "huber" else F.mse_loss(q, target)
+        return td, q.detach().mean()
+
+    def _train_step(self, b: Mapping[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """Forward, backward, clip, Adam step (gradients must be None or zero on entry)."""
+        loss, q_mean = self._td_loss(b)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.online.parameters(), self.max_grad_norm)
+        self.optimizer.step()
+        return loss.detach(), q_mean, grad_norm.detach()
+
+    def _eager_update(self, tensors: Mapping[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """Plain update on device copies of the batch."""
+        b = {}
+        for name, t in tensors.items():
+            t = t.to(self.device, non_blocking=True)
+            b[name] = t.to(torch.float32) if name in _FLOAT_FIELDS else t
+        self.optimizer.zero_grad(set_to_none=True)
+        return self._train_step(b)
+
+    def _graph_update(self, tensors: Mapping[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """Copy into static inputs; warm up on a side stream, then capture once and replay."""
+        self._copy_to_static(tensors)
+        if self._graph is None and self._warmup_left > 0:
+            self._warmup_left -= 1
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                out = self._eager_update(self._static)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            return tuple(t.clone() for t in out)
+        if self._graph is None:
+            try:
+                self._capture()
+            except Exception as error:  # capture failures come as RuntimeError or backend-specific types
+                warnings.warn(f"CUDA graph capture of the DQN update failed, using eager updates: {error}")
+                self._static_out = None
+                self.use_cuda_graph = False
+                return self._eager_update(tensors)
+        self._graph.replay()
+        return tuple(t.clone() for t in self._static_out)
+
+    def _copy_to_static(self, tensors: Mapping[str, Tensor]) -> None:
+        """Allocate static input tensors on the first call, then copy the batch into them."""
+        if self._static is None:
+            self._static = {}
+            for name, t in tensors.items():
+                dtype = torch.float32 if name in _FLOAT_FIELDS else t.dtype
+                self._static[name] = torch.empty(t.shape, dtype=dtype, device=self.device)
+        for name, t in tensors.items():
+            if t.shape != self._static[name].shape:
+                raise ValueError(f"CUDA-graph DQN needs a fixed batch shape: {name} {tuple(t.shape)} "
+                                 f"vs {tuple(self._static[name].shape)}")
+            self._static[name].copy_(t, non_blocking=True)
+
+    def _capture(self) -> None:
+        """Record forward, backward, clipping and Adam step on the static tensors as one CUDA graph."""
+        self.optimizer.zero_grad(set_to_none=True)  # backward then allocates .grad from the graph's pool
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._static_out = self._train_step(self._static)
+        self._graph = graph
+
+    def _update_target(self) -> None:
+        """Hard copy every `target_update_interval` updates, or Polyak averaging every update (in place)."""
+        with torch.no_grad():
+            pairs = list(zip(self.target.parameters(), self.online.parameters()))
+            if self.target_update == "polyak":
+                for t, o in pairs:
+                    t.lerp_(o, self.tau)
+            elif self.updates % self.target_update_interval == 0:
+                for t, o in pairs:
+                    t.copy_(o)

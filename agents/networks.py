@@ -1,0 +1,119 @@
+"""Q-network torsos and heads for 84x84 Atari (Nature DQN) and 10x10 MinAtar observations."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+ARCHS = ("nature", "minatar")
+
+
+class NatureTorso(nn.Sequential):
+    """Nature-DQN conv stack + Linear(3136, 512) for 84x84 input; takes raw obs and divides by 255."""
+
+    out_features = 512
+
+    def __init__(self, in_channels: int) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, 32, kernel_size=8, stride=4),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, kernel_size=4, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(64, 64, kernel_size=3, stride=1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(64 * 7 * 7, self.out_features),
+            nn.ReLU(),
+        )
+
+    def forward(self, obs: Tensor) -> Tensor:
+        """Features (B, 512) from raw uint8/float pixels in [0, 255]."""
+        return super().forward(obs.to(torch.float32) / 255.0)
+
+
+class MinAtarTorso(nn.Sequential):
+    """MinAtar-paper DQN torso: conv 16x3x3 + Linear(1024, 128) for 10x10 input; obs used as float 0/1."""
+
+    out_features = 128
+
+    def __init__(self, in_channels: int) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, 16, kernel_size=3, stride=1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(16 * 8 * 8, self.out_features),
+            nn.ReLU(),
+        )
+
+    def forward(self, obs: Tensor) -> Tensor:
+        """Features (B, 128) from 0/1 channel maps of any dtype."""
+        return super().forward(obs.to(torch.float32))
+
+
+_SPATIAL = {"nature": (84, 84), "minatar": (10, 10)}
+
+
+def arch_for_obs_shape(obs_shape: Sequence[int]) -> str:
+    """Architecture name for a channel-first obs shape: (C, 84, 84) -> nature, (C, 10, 10) -> minatar."""
+    shape = tuple(int(d) for d in obs_shape)
+    for arch, spatial in _SPATIAL.items():
+        if len(shape) == 3 and shape[1:] == spatial:
+            return arch
+    raise ValueError(f"no network architecture for observation shape {shape}; expected (C, 84, 84) or (C, 10, 10)")
+
+
+def make_torso(arch: str, obs_shape: Sequence[int]) -> NatureTorso | MinAtarTorso:
+    """Torso for `arch`, checking that `obs_shape` (C, H, W) is what that architecture expects."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; allowed: {', '.join(ARCHS)}")
+    if arch_for_obs_shape(obs_shape) != arch:
+        height, width = _SPATIAL[arch]
+        raise ValueError(f"architecture {arch!r} needs observations (C, {height}, {width}), got {tuple(obs_shape)}")
+    return NatureTorso(int(obs_shape[0])) if arch == "nature" else MinAtarTorso(int(obs_shape[0]))
+
+
+def epsilon_greedy(q: Tensor, epsilon: float | Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Batched epsilon-greedy over the columns of q (N, A) -> int64 (N,), on q's device without host sync."""
+    n, n_actions = q.shape
+    greedy = q.argmax(dim=1)
+    random_actions = torch.randint(n_actions, (n,), device=q.device, generator=generator)
+    explore = torch.rand(n, device=q.device, generator=generator) < epsilon
+    return torch.where(explore, random_actions, greedy)
+
+
+class QNetwork(nn.Module):
+    """Torso + linear (or dueling) Q head; `QNetwork(**net.spec)` rebuilds the architecture."""
+
+    def __init__(self, arch: str, obs_shape: Sequence[int], n_actions: int, dueling: bool = False) -> None:
+        super().__init__()
+        self.arch = arch
+        self.obs_shape = tuple(int(d) for d in obs_shape)
+        self.n_actions = int(n_actions)
+        self.dueling = bool(dueling)
+        self.torso = make_torso(arch, self.obs_shape)
+        width = self.torso.out_features
+        if self.dueling:
+            self.value = nn.Linear(width, 1)
+            self.advantage = nn.Linear(width, self.n_actions)
+        else:
+            self.head = nn.Linear(width, self.n_actions)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this network."""
+        return dict(arch=self.arch, obs_shape=self.obs_shape, n_actions=self.n_actions, dueling=self.dueling)
+
+    def features(self, obs: Tensor) -> Tensor:
+        """Penultimate features (B, F) from raw observations."""
+        return self.torso(obs)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        """Q-values (B, n_actions) from raw observations (uint8 or float)."""
+        h = self.torso(obs)
+        if not self.dueling:
+            return self.head(h)
+        advantage = self.advantage(h)
+        return self.value(h) + advantage - advantage.mean(dim=1, keepdim=True)

@@ -1,0 +1,171 @@
+"""Throughput benchmarks against a peer measured in the same run.
+
+    python scripts/bench.py experts --game Breakout --seconds 120 --json OUT.json
+        our trainer vs Stable-Baselines3's DQN (same Nature CNN, batch 32, one update per 4 agent
+        steps, Adam 1e-4): env steps/s after learning starts, and the ratio.
+    python scripts/bench.py distill --games MinAtar/Breakout MinAtar/SpaceInvaders --seconds 60
+        distillation env steps/s (all games together) with ce and with cc, and the time of one
+        student update with each loss, in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from actormimic.checkpoint import load_checkpoint
+from actormimic.config import DistillConfig, ExpertsConfig, load_config
+from actormimic.train_experts import train_one_game
+from envs import is_minatar, resolve_game, safe_name
+
+
+def device_name() -> str:
+    """The device that `auto` selects, in words."""
+    if torch.cuda.is_available():
+        return f"cuda ({torch.cuda.get_device_name(0)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads)"
+
+
+def ours_experts(game: str, seconds: float, learning_starts: int, num_envs: int, overrides: list[str]) -> dict[str, Any]:
+    """Our trainer for `seconds` after learning starts; steps/s from its own clock."""
+    config = load_config(ExpertsConfig, None, [
+        f"games=['{game}']", f"preset={'minatar' if is_minatar(game) else 'nature'}", "steps=100000000",
+        f"num_envs={num_envs}", "replay_capacity=100000", f"learning_starts={learning_starts}",
+        f"time_limit_minutes={(seconds + 10) / 60}", "eval.interval=0", "eval.episodes=1", "eval.final_episodes=1",
+        "log_interval=30", "checkpoint_interval=100000000", *overrides,
+    ])
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / safe_name(game)
+        folder.mkdir()
+        train_one_game(config, game, folder)
+        counters = load_checkpoint(folder / "expert.pt", kind="expert")["counters"]
+    throughput = counters["throughput"]
+    return {"steps": throughput["steps_after_learning_starts"], "seconds": throughput["seconds_after_learning_starts"],
+            "steps_per_s": throughput["steps_after_learning_starts"] / max(throughput["seconds_after_learning_starts"], 1e-9),
+            "num_envs": num_envs}
+
+
+def sb3_experts(game: str, seconds: float, learning_starts: int) -> dict[str, Any]:
+    """SB3 DQN (RL-Zoo Atari settings: 1 env, train_freq 4, batch 32, Adam 1e-4) for `seconds` after learning starts."""
+    import gymnasium as gym
+    import ale_py
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    gym.register_envs(ale_py)
+
+    class Timer(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.start: tuple[float, int] | None = None
+            self.result: tuple[int, float] = (0, 0.0)
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps < learning_starts:
+                return True
+            now = time.perf_counter()
+            if self.start is None:
+                self.start = (now, self.num_timesteps)
+            self.result = (self.num_timesteps - self.start[1], now - self.start[0])
+            return self.result[1] < seconds
+
+    env = VecFrameStack(make_atari_env(f"{game}NoFrameskip-v4", n_envs=1, seed=0), n_stack=4)
+    model = DQN("CnnPolicy", env, learning_rate=1e-4, buffer_size=100_000, learning_starts=learning_starts,
+                batch_size=32, train_freq=4, gradient_steps=1, target_update_interval=1000,
+                exploration_fraction=0.1, exploration_final_eps=0.01, optimize_memory_usage=False, verbose=0,
+                device="auto", seed=0)
+    timer = Timer()
+    model.learn(total_timesteps=10**9, callback=timer)
+    steps, elapsed = timer.result
+    return {"steps": steps, "seconds": elapsed, "steps_per_s": steps / max(elapsed, 1e-9), "num_envs": 1}
+
+
+def bench_experts(args: argparse.Namespace) -> dict[str, Any]:
+    """Our trainer and SB3's DQN, one after the other in the same process."""
+    game = resolve_game(args.game)
+    result: dict[str, Any] = {"benchmark": "experts", "game": game, "device": device_name(),
+                              "seconds": args.seconds, "replay_ratio": "1 batch-32 update per 4 agent steps"}
+    result["ours"] = ours_experts(game, args.seconds, args.learning_starts, args.num_envs, args.set)
+    if not is_minatar(game):
+        result["sb3"] = sb3_experts(game, args.seconds, args.learning_starts)
+        result["ratio_ours_over_sb3"] = result["ours"]["steps_per_s"] / max(result["sb3"]["steps_per_s"], 1e-9)
+    return result
+
+
+def bench_distill(args: argparse.Namespace) -> dict[str, Any]:
+    """Distillation throughput and update time with ce and cc (experts: fresh random networks)."""
+    from actormimic.distill import distill
+    from agents.experts import save_expert
+    from agents.networks import QNetwork, arch_for_obs_shape
+    from envs import get_preset, make_vector_env
+
+    games = [resolve_game(g) for g in args.games]
+    preset = "minatar" if is_minatar(games[0]) else "nature"
+    result: dict[str, Any] = {"benchmark": "distill", "games": games, "device": device_name(),
+                              "seconds": args.seconds, "losses": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        experts = []
+        for game in games:
+            env = make_vector_env(game, get_preset(preset), 1, 0)
+            network = QNetwork(arch_for_obs_shape(env.obs_shape), env.obs_shape, env.n_actions)
+            path = Path(tmp) / f"{safe_name(game)}.pt"
+            save_expert(path, network, game=game, preset=env.preset.to_dict(), action_ids=env.action_ids)
+            experts.append(f"{game}={path}")
+            env.close()
+        for loss in ("ce", "cc"):
+            config = load_config(DistillConfig, None, [
+                f"games={games}", f"preset={preset}", "steps=100000000", f"loss={loss}",
+                f"num_envs={args.num_envs}", f"learning_starts={args.learning_starts}", "replay_capacity=50000",
+                f"time_limit_minutes={args.seconds / 60}", "eval.interval=0", "eval.episodes=1",
+                "eval.final_episodes=1", "log_interval=30", "checkpoint_interval=100000000", *args.set,
+            ])
+            out = Path(tmp) / f"student-{loss}"
+            distill(config, str(out), experts=experts)
+            counters = load_checkpoint(out / "student.pt", kind="student")["counters"]
+            throughput = counters["throughput"]
+            steps = throughput["steps_after_learning_starts"] * len(games)
+            result["losses"][loss] = {
+                "env_steps_per_s_all_games": steps / max(throughput["seconds_after_learning_starts"], 1e-9),
+                "updates": counters["updates"], **throughput,
+            }
+    ce, cc = (result["losses"][k]["env_steps_per_s_all_games"] for k in ("ce", "cc"))
+    result["cc_over_ce_time"] = ce / max(cc, 1e-9)
+    return result
+
+
+def main() -> None:
+    """CLI."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    p = sub.add_parser("experts", help="our expert trainer vs SB3 DQN")
+    p.add_argument("--game", default="Breakout")
+    p.add_argument("--num-envs", type=int, default=8)
+    p.add_argument("--learning-starts", type=int, default=2000)
+    p.set_defaults(func=bench_experts)
+    p = sub.add_parser("distill", help="distillation throughput with ce and cc")
+    p.add_argument("--games", nargs="+", default=["MinAtar/Breakout", "MinAtar/SpaceInvaders"])
+    p.add_argument("--num-envs", type=int, default=4)
+    p.add_argument("--learning-starts", type=int, default=1000)
+    p.set_defaults(func=bench_distill)
+    for p in sub.choices.values():
+        p.add_argument("--seconds", type=float, default=60.0, help="measured seconds after learning starts")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for our run")
+        p.add_argument("--json", metavar="OUT", help="write the results here")
+    args = parser.parse_args()
+    result = args.func(args)
+    print(json.dumps(result, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

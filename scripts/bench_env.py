@@ -1,0 +1,170 @@
+#!/usr/bin/env python
+"""Env-layer throughput next to bare ``ale_py`` ``AtariVectorEnv`` in the same run.
+
+    python scripts/bench_env.py [--game Breakout] [--num-envs 8] [--seconds 20] [--json OUT]
+
+Bare and wrapped envs are timed in interleaved repeats (bare/layer, then layer/bare, ...) so that
+load from other processes hits both alike; the ratio uses the totals. Both use the same
+settings (the layer's preset, passed explicitly to the bare env) and uniform random actions.
+Also reports MinAtar steps/s. Numbers are env steps per second (num_envs per vector step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from envs import get_preset, make_vector_env, resolve_game  # noqa: E402
+from envs.games import ale_rom_id  # noqa: E402
+
+
+def _bare_env(game: str, preset, num_envs: int, num_threads: int):
+    from ale_py.vector_env import AtariVectorEnv
+
+    p = preset
+    return AtariVectorEnv(
+        ale_rom_id(game), num_envs, batch_size=num_envs, num_threads=num_threads,
+        max_num_frames_per_episode=p.max_episode_frames,
+        repeat_action_probability=p.sticky_action_prob, full_action_space=p.full_action_space,
+        img_height=p.image_size, img_width=p.image_size, grayscale=p.grayscale,
+        stack_num=p.frame_stack, frameskip=p.frame_skip, maxpool=p.max_pool,
+        noop_max=p.noop_max, episodic_life=False, life_loss_info=False,
+        reward_clipping=False, use_fire_reset=p.fire_reset,
+    )
+
+
+def _time_loop(step, actions: np.ndarray, seconds: float) -> tuple[int, float]:
+    """Run ``step`` for about ``seconds``; return (vector steps, elapsed)."""
+    n = 0
+    k = len(actions)
+    t0 = time.perf_counter()
+    deadline = t0 + seconds
+    while True:
+        for _ in range(50):
+            step(actions[n % k])
+            n += 1
+        if time.perf_counter() >= deadline:
+            break
+    return n, time.perf_counter() - t0
+
+
+def bench_atari(game: str, preset_name: str, num_envs: int, seconds: float, repeats: int,
+                num_threads: int, seed: int) -> dict:
+    preset = get_preset(preset_name)
+    layer = make_vector_env(game, preset, num_envs, seed, num_threads=num_threads)
+    bare = _bare_env(game, preset, num_envs, num_threads)
+    rng = np.random.default_rng(seed)
+    actions = rng.integers(0, layer.n_actions, size=(1024, num_envs)).astype(np.int64)
+    layer.reset()
+    bare.reset(seed=seed)
+    # warm-up
+    _time_loop(layer.step, actions, 0.5)
+    _time_loop(bare.step, actions, 0.5)
+    per = seconds / (2 * repeats)
+    rows = []
+    tot = {"bare": [0, 0.0], "layer": [0, 0.0]}
+    for r in range(repeats):
+        order = (("bare", bare.step), ("layer", layer.step))
+        for name, fn in (order if r % 2 == 0 else order[::-1]):  # alternate who goes first
+            n, dt = _time_loop(fn, actions, per)
+            tot[name][0] += n
+            tot[name][1] += dt
+            rows.append({"repeat": r, "which": name, "env_steps_per_s": n * num_envs / dt})
+    overhead_us = _layer_overhead_us(layer, num_envs)
+    layer.close()
+    bare.close()
+    bare_sps = tot["bare"][0] * num_envs / tot["bare"][1]
+    layer_sps = tot["layer"][0] * num_envs / tot["layer"][1]
+    by = {(row["repeat"], row["which"]): row["env_steps_per_s"] for row in rows}
+    pair = [by[(r, "layer")] / by[(r, "bare")] for r in range(repeats)]
+    return {"game": game, "preset": preset.name, "num_envs": num_envs, "num_threads": num_threads,
+            "bare_env_steps_per_s": bare_sps, "layer_env_steps_per_s": layer_sps,
+            "ratio_layer_over_bare": layer_sps / bare_sps,
+            "median_pair_ratio": float(np.median(pair)),
+            "layer_overhead_us_per_vector_step": overhead_us,
+            "bare_us_per_vector_step": 1e6 * num_envs / bare_sps, "repeats": rows}
+
+
+def _layer_overhead_us(layer, num_envs: int, iters: int = 5000) -> float:
+    """Python-side cost of the layer per vector step (action checks + bookkeeping), measured on
+    synthetic backend outputs so that emulator noise does not enter."""
+    obs = np.zeros((num_envs,) + layer.obs_shape, dtype=np.uint8)
+    lives = np.full(num_envs, 3, dtype=np.int32)
+    actions = np.zeros(num_envs, dtype=np.int64)
+    send, post = layer._backend_send, layer._postprocess
+    layer._backend_send = lambda a: None  # time the checks only
+    state = (layer._needs_reset.copy(), layer._lives, layer._ep_return.copy(), layer._ep_length.copy())
+    try:
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            layer.send(actions)
+            layer._pending = False
+            post(obs, np.zeros(num_envs, np.float32), np.zeros(num_envs, bool),
+                 np.zeros(num_envs, bool), lives)
+        dt = time.perf_counter() - t0
+    finally:
+        layer._backend_send = send
+        layer._needs_reset, layer._lives, layer._ep_return, layer._ep_length = state
+    return 1e6 * dt / iters
+
+
+def bench_minatar(game: str, num_envs: int, seconds: float, seed: int) -> dict:
+    env = make_vector_env(game, "minatar", num_envs, seed)
+    rng = np.random.default_rng(seed)
+    actions = rng.integers(0, env.n_actions, size=(1024, num_envs)).astype(np.int64)
+    env.reset()
+    _time_loop(env.step, actions, 0.3)
+    n, dt = _time_loop(env.step, actions, seconds)
+    env.close()
+    return {"game": game, "num_envs": num_envs, "env_steps_per_s": n * num_envs / dt}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--game", default="Breakout")
+    ap.add_argument("--preset", default="nature")
+    ap.add_argument("--num-envs", type=int, default=8)
+    ap.add_argument("--num-threads", type=int, default=0)
+    ap.add_argument("--seconds", type=float, default=20.0, help="total ALE timing (bare + layer)")
+    ap.add_argument("--repeats", type=int, default=10, help="interleaved bare/layer repeats")
+    ap.add_argument("--minatar-game", default="MinAtar/Breakout")
+    ap.add_argument("--minatar-seconds", type=float, default=3.0, help="0 skips MinAtar")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", default=None, help="write results to this JSON file")
+    args = ap.parse_args(argv)
+
+    game = resolve_game(args.game)
+    out = {"host": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                    "machine": platform.machine()}}
+    a = bench_atari(game, args.preset, args.num_envs, args.seconds, args.repeats,
+                    args.num_threads, args.seed)
+    out["atari"] = a
+    print(f"{game} [{a['preset']}] num_envs={args.num_envs}: "
+          f"bare AtariVectorEnv {a['bare_env_steps_per_s']:.0f} env steps/s, "
+          f"env layer {a['layer_env_steps_per_s']:.0f} env steps/s, "
+          f"ratio {a['ratio_layer_over_bare']:.3f} (median of paired repeats "
+          f"{a['median_pair_ratio']:.3f})")
+    print(f"  layer Python overhead {a['layer_overhead_us_per_vector_step']:.1f} us per vector step "
+          f"vs {a['bare_us_per_vector_step']:.0f} us per bare vector step")
+    for row in a["repeats"]:
+        print(f"  repeat {row['repeat']} {row['which']:>5}: {row['env_steps_per_s']:.0f}")
+    if args.minatar_seconds > 0:
+        m = bench_minatar(resolve_game(args.minatar_game), args.num_envs, args.minatar_seconds, args.seed)
+        out["minatar"] = m
+        print(f"{m['game']} num_envs={args.num_envs}: {m['env_steps_per_s']:.0f} env steps/s")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

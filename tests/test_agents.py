@@ -1,0 +1,320 @@
+"""Networks, DQN (targets, schedules, acting, learning, state) and the Actor-Mimic student."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from agents import DQN, QNetwork, Student, arch_for_obs_shape, epsilon_schedule
+
+MINATAR = (4, 10, 10)
+NATURE = (4, 84, 84)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks: one intra-op thread is as fast and does not stall on a busy shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class Batch(NamedTuple):
+    obs: Tensor
+    action: Tensor
+    reward: Tensor
+    next_obs: Tensor
+    done: Tensor
+    discount: Tensor | None
+
+
+class TableQ(nn.Module):
+    """Q(s, .) = table[s], the state index being obs[:, 0, 0, 0]; lets targets be computed by hand."""
+
+    def __init__(self, table: list[list[float]]) -> None:
+        super().__init__()
+        self.table = nn.Parameter(torch.tensor(table))
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.table[obs[:, 0, 0, 0].long()]
+
+
+def states(*ids: int) -> Tensor:
+    return torch.tensor(ids, dtype=torch.uint8).view(-1, 1, 1, 1).expand(-1, *MINATAR).clone()
+
+
+# ---------------------------------------------------------------- networks
+
+
+@pytest.mark.parametrize("arch,shape,width", [("nature", NATURE, 512), ("minatar", MINATAR, 128)])
+@pytest.mark.parametrize("dueling", [False, True])
+def test_qnetwork_shapes_and_spec(arch: str, shape: tuple[int, int, int], width: int, dueling: bool) -> None:
+    net = QNetwork(arch, shape, 6, dueling=dueling)
+    obs = torch.randint(0, 2, (3, *shape), dtype=torch.uint8)
+    assert net(obs).shape == (3, 6)
+    assert net.features(obs).shape == (3, width)
+    assert arch_for_obs_shape(shape) == arch
+    clone = QNetwork(**net.spec)
+    clone.load_state_dict(net.state_dict())
+    torch.testing.assert_close(clone(obs), net(obs))
+
+
+def test_input_scaling() -> None:
+    torch.manual_seed(0)
+    nature = QNetwork("nature", NATURE, 4)
+    pixels = torch.randint(0, 256, (2, *NATURE), dtype=torch.uint8)
+    expected = nn.Sequential.forward(nature.torso, pixels.float() / 255.0)
+    torch.testing.assert_close(nature.features(pixels), expected)
+    torch.testing.assert_close(nature(pixels), nature(pixels.float()))
+    minatar = QNetwork("minatar", MINATAR, 4)
+    grid = torch.rand(2, *MINATAR) < 0.3
+    torch.testing.assert_close(minatar.features(grid), nn.Sequential.forward(minatar.torso, grid.float()))
+
+
+def test_dueling_combination() -> None:
+    net = QNetwork("minatar", MINATAR, 5, dueling=True)
+    obs = torch.randint(0, 2, (4, *MINATAR), dtype=torch.uint8)
+    h = net.features(obs)
+    advantage = net.advantage(h)
+    expected = net.value(h) + advantage - advantage.mean(1, keepdim=True)
+    torch.testing.assert_close(net(obs), expected)
+    torch.testing.assert_close(net(obs).mean(1), net.value(h).squeeze(1))
+
+
+def test_bad_obs_shape_is_refused() -> None:
+    with pytest.raises(ValueError, match="observation shape"):
+        arch_for_obs_shape((4, 64, 64))
+    with pytest.raises(ValueError, match="needs observations"):
+        QNetwork("nature", MINATAR, 3)
+
+
+# ---------------------------------------------------------------- DQN targets and loss
+
+ONLINE = [[1.0, 5.0, 2.0], [4.0, 0.0, 3.0]]
+TARGET = [[10.0, 20.0, 30.0], [7.0, 8.0, 9.0]]
+# next states 0, 1, 0, 1; row 2 is terminal; row 0 a truncation (done=0, bootstraps); row 3 has discount 0
+BATCH = Batch(
+    obs=states(0, 0, 1, 1),
+    action=torch.tensor([0, 2, 1, 0]),
+    reward=torch.tensor([1.0, 2.0, 3.0, -1.0]),
+    next_obs=states(0, 1, 0, 1),
+    done=torch.tensor([0.0, 0.0, 1.0, 0.0]),
+    discount=torch.tensor([0.9, 0.5, 0.9, 0.0]),
+)
+
+
+def table_dqn(double: bool, **kwargs) -> DQN:
+    agent = DQN(TableQ(ONLINE), double=double, **kwargs)
+    with torch.no_grad():
+        agent.target.table.copy_(torch.tensor(TARGET))
+    return agent
+
+
+@pytest.mark.parametrize(
+    "double,expected",
+    [
+        (True, [1 + 0.9 * 20, 2 + 0.5 * 7, 3.0, -1.0]),  # online argmax: s0 -> 1, s1 -> 0; evaluated by target
+        (False, [1 + 0.9 * 30, 2 + 0.5 * 9, 3.0, -1.0]),  # max of target
+    ],
+)
+def test_td_target_by_hand(double: bool, expected: list[float]) -> None:
+    agent = table_dqn(double)
+    b = BATCH
+    target = agent.td_target(b.reward, b.next_obs, b.done, b.discount)
+    torch.testing.assert_close(target, torch.tensor(expected))
+
+
+@pytest.mark.parametrize("loss,expected", [("huber", (17.5 + 3 + 2.5 + 4.5) / 4), ("mse", (324 + 12.25 + 9 + 25) / 4)])
+def test_update_loss_by_hand(loss: str, expected: float) -> None:
+    # q(s, a) = [1, 2, 0, 4]; double targets [19, 5.5, 3, -1]
+    agent = table_dqn(True, loss=loss)
+    metrics = agent.update(BATCH)
+    assert set(metrics) == {"loss/td", "train/q_mean", "train/grad_norm"}
+    assert all(m.dim() == 0 for m in metrics.values())
+    assert metrics["loss/td"].item() == pytest.approx(expected)
+    assert metrics["train/q_mean"].item() == pytest.approx(1.75)
+    assert metrics["train/grad_norm"].item() > 0
+
+
+def test_missing_discount_uses_gamma_and_dict_batches_work() -> None:
+    agent = table_dqn(False, gamma=0.5)
+    batch = BATCH._replace(discount=None)._asdict()
+    expected = agent.td_target(BATCH.reward, BATCH.next_obs, BATCH.done, torch.full((4,), 0.5))
+    q = torch.tensor([1.0, 2.0, 0.0, 4.0])
+    expected_loss = nn.functional.smooth_l1_loss(q, expected)
+    assert agent.update(batch)["loss/td"].item() == pytest.approx(expected_loss.item())
+
+
+def test_hard_target_update_every_interval() -> None:
+    agent = DQN(TableQ(ONLINE), target_update="hard", target_update_interval=3, lr=0.1)
+    initial = agent.target.table.detach().clone()
+    for _ in range(2):
+        agent.update(BATCH)
+        torch.testing.assert_close(agent.target.table, initial)
+    assert not torch.equal(agent.online.table, initial)
+    agent.update(BATCH)
+    torch.testing.assert_close(agent.target.table, agent.online.table)
+    assert agent.updates == 3
+
+
+def test_polyak_target_update() -> None:
+    agent = table_dqn(True, target_update="polyak", tau=0.25, lr=0.1)
+    old = agent.target.table.detach().clone()
+    agent.update(BATCH)
+    torch.testing.assert_close(agent.target.table, old + 0.25 * (agent.online.table - old))
+
+
+def test_epsilon_schedule() -> None:
+    assert epsilon_schedule(0, 1.0, 0.1, 100) == 1.0
+    assert epsilon_schedule(50, 1.0, 0.1, 100) == pytest.approx(0.55)
+    assert epsilon_schedule(100, 1.0, 0.1, 100) == pytest.approx(0.1)
+    assert epsilon_schedule(10_000, 1.0, 0.1, 100) == pytest.approx(0.1)
+    assert epsilon_schedule(5, 1.0, 0.1, 0) == 0.1
+
+
+# ---------------------------------------------------------------- acting
+
+
+def test_act_honours_epsilon() -> None:
+    torch.manual_seed(0)
+    agent = DQN(QNetwork("minatar", MINATAR, 6))
+    obs = torch.randint(0, 2, (4000, *MINATAR), dtype=torch.uint8)
+    gen = torch.Generator().manual_seed(123)
+    greedy = agent.online(obs).argmax(1)
+    actions = agent.act(obs, 0.0, gen)
+    assert actions.dtype == torch.int64 and torch.equal(actions, greedy)
+    uniform = torch.cat([agent.act(obs, 1.0, gen) for _ in range(3)])
+    counts = torch.bincount(uniform, minlength=6).float()
+    expected = uniform.numel() / 6
+    chi2 = ((counts - expected) ** 2 / expected).sum().item()
+    assert chi2 < 20.5  # chi-square, 5 dof, p = 0.001
+    per_env = torch.tensor([0.0, 1.0]).repeat_interleave(2000)
+    mixed = agent.act(obs, per_env, gen)
+    assert torch.equal(mixed[:2000], greedy[:2000])
+    assert (mixed[2000:] != greedy[2000:]).float().mean().item() == pytest.approx(5 / 6, abs=0.05)
+
+
+# ---------------------------------------------------------------- learning
+
+
+def chain_batch() -> Batch:
+    """Two-state chain: s0 -a0-> r 0.5 end; s0 -a1-> s1 (gamma 0.9); s1 -a0-> r 1 end; s1 -a1-> r 0 end."""
+    obs = torch.zeros(4, 2, 10, 10, dtype=torch.uint8)
+    obs[:2, 0] = 1
+    obs[2:, 1] = 1
+    next_obs = obs[[0, 2, 2, 2]].clone()
+    return Batch(
+        obs=obs,
+        action=torch.tensor([0, 1, 0, 1]),
+        reward=torch.tensor([0.5, 0.0, 1.0, 0.0]),
+        next_obs=next_obs,
+        done=torch.tensor([True, False, True, True]),
+        discount=torch.full((4,), 0.9),
+    )
+
+
+def test_dqn_learns_a_two_state_chain() -> None:
+    torch.manual_seed(0)
+    agent = DQN(QNetwork("minatar", (2, 10, 10), 2), lr=3e-3, target_update_interval=10)
+    batch = chain_batch()
+    for _ in range(150):
+        agent.update(batch)
+    q = agent.online(batch.obs[[0, 2]]).detach()
+    torch.testing.assert_close(q, torch.tensor([[0.5, 0.9], [1.0, 0.0]]), atol=0.05, rtol=0)
+    assert agent.act(batch.obs[[0, 2]], 0.0).tolist() == [1, 0]
+
+
+def test_dqn_state_dict_round_trip() -> None:
+    torch.manual_seed(0)
+    batch = chain_batch()
+    agent = DQN(QNetwork("minatar", (2, 10, 10), 2), lr=1e-3, target_update_interval=2)
+    for _ in range(3):
+        agent.update(batch)
+    clone = DQN(QNetwork("minatar", (2, 10, 10), 2), lr=1e-3, target_update_interval=2)
+    clone.load_state_dict(agent.state_dict())
+    assert clone.updates == 3
+    for a, b in zip(agent.state_dict()["target"].values(), clone.state_dict()["target"].values()):
+        torch.testing.assert_close(a, b)
+    for _ in range(2):  # identical continuation: same weights, Adam moments and target schedule
+        m1, m2 = agent.update(batch), clone.update(batch)
+        torch.testing.assert_close(m1["loss/td"], m2["loss/td"])
+    for a, b in zip(agent.online.parameters(), clone.online.parameters()):
+        torch.testing.assert_close(a, b)
+    for a, b in zip(agent.target.parameters(), clone.target.parameters()):
+        torch.testing.assert_close(a, b)
+
+
+# ---------------------------------------------------------------- Actor-Mimic student
+
+GAME_ACTIONS = {"pong": [0, 1, 3, 4, 11, 12], "breakout": [0, 1, 3, 4], "qbert": [0, 2, 3, 4, 5]}
+GAMES = list(GAME_ACTIONS)
+
+
+def make_student(**kwargs) -> Student:
+    torch.manual_seed(0)
+    return Student("minatar", MINATAR, GAMES, GAME_ACTIONS, **kwargs)
+
+
+def obs_batch(n: int, seed: int) -> Tensor:
+    return torch.randint(0, 2, (n, *MINATAR), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+def test_student_gathers_union_logits_by_hand() -> None:
+    student = make_student()
+    assert student.union_actions == [0, 1, 2, 3, 4, 5, 11, 12]
+    assert student.index["pong"].tolist() == [0, 1, 3, 4, 6, 7]
+    assert student.index["breakout"].tolist() == [0, 1, 3, 4]
+    assert student.index["qbert"].tolist() == [0, 2, 3, 4, 5]
+    obs = obs_batch(5, 1)
+    full = student.head(student.features(obs))
+    torch.testing.assert_close(student.logits(obs, "pong"), full[:, [0, 1, 3, 4, 6, 7]])
+    torch.testing.assert_close(student.logits(obs, "qbert"), full[:, [0, 2, 3, 4, 5]])
+
+
+@pytest.mark.parametrize("per_game_heads", [False, True])
+def test_forward_games_matches_per_game_forward(per_game_heads: bool) -> None:
+    student = make_student(per_game_heads=per_game_heads)
+    obs = {"pong": obs_batch(3, 1), "breakout": obs_batch(2, 2), "qbert": obs_batch(4, 3)}
+    out = student.forward_games(obs)
+    assert list(out) == list(obs)
+    for game, (logits, features) in out.items():
+        assert logits.shape == (obs[game].shape[0], len(GAME_ACTIONS[game]))
+        torch.testing.assert_close(logits, student.logits(obs[game], game))
+        torch.testing.assert_close(features, student.features(obs[game]))
+
+
+@pytest.mark.parametrize("per_game_heads", [False, True])
+def test_student_act_stays_in_game_action_set(per_game_heads: bool) -> None:
+    student = make_student(per_game_heads=per_game_heads)
+    obs = obs_batch(600, 4)
+    gen = torch.Generator().manual_seed(0)
+    for game, actions in GAME_ACTIONS.items():
+        explore = student.act(obs, game, 1.0, gen)
+        assert explore.dtype == torch.int64
+        assert set(explore.tolist()) == set(range(len(actions)))
+        greedy = student.act(obs, game, 0.0, gen)
+        assert torch.equal(greedy, student.logits(obs, game).argmax(1))
+
+
+def test_student_spec_round_trip_and_feature_maps() -> None:
+    student = make_student(per_game_heads=True, expert_feature_dims={"pong": 512, "qbert": 256})
+    assert student.feature_maps["pong"](student.features(obs_batch(2, 0))).shape == (2, 512)
+    assert set(student.feature_maps) == {"pong", "qbert"}
+    clone = Student(**student.spec)
+    clone.load_state_dict(student.state_dict())
+    obs = obs_batch(3, 5)
+    for game in GAMES:
+        torch.testing.assert_close(clone.logits(obs, game), student.logits(obs, game))
+
+
+def test_student_rejects_bad_action_sets() -> None:
+    with pytest.raises(ValueError, match="breakout"):
+        Student("minatar", MINATAR, ["pong", "breakout"], {"pong": [0, 1]})
+    with pytest.raises(ValueError, match="repeats"):
+        Student("minatar", MINATAR, ["pong"], {"pong": [0, 1, 1]})
+    with pytest.raises(ValueError, match="not in"):
+        Student("minatar", MINATAR, ["pong"], {"pong": [0, 1]}, expert_feature_dims={"qbert": 512})
