@@ -27,7 +27,7 @@ from actormimic.runtime import (Monitor, RunError, StopRequested, prepare_run_di
                                 seed_everything, select_device, set_rng_state, write_json)
 from actormimic.train_experts import check_games
 from agents.amn import Student
-from agents.dqn import epsilon_schedule
+from agents.dqn import epsilon_schedule, make_adam
 from agents.experts import Expert, load_expert
 from agents.networks import arch_for_obs_shape
 from envs import get_preset, make_vector_env, resolve_game, safe_name
@@ -99,7 +99,7 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
                       {game: list(envs[game].action_ids) for game in games}, per_game_heads=config.per_game_heads,
                       expert_feature_dims={g: t.network.torso.out_features for g, t in teachers.items()} if config.feature_beta else None,
                       ).to(device)
-    optimizer = torch.optim.Adam(student.parameters(), lr=config.lr, eps=config.adam_eps)
+    optimizer = make_adam(student.parameters(), lr=config.lr, eps=config.adam_eps)
     streams = {
         game: GameStream(envs[game], ReplayBuffer(config.replay_capacity, config.num_envs, frame_shape,
                                                   envs[game].preset.frame_stack, device,

