@@ -94,14 +94,15 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
     games = config.games
     seed_everything(config.seed)
     first = envs[games[0]]
-    frame_shape = (first.frame_channels, *first.obs_shape[1:])
-    student = Student(arch_for_obs_shape(first.obs_shape), first.obs_shape, games,
+    obs_shape = (max(envs[g].obs_shape[0] for g in games), *first.obs_shape[1:])  # MinAtar channels differ
+    student = Student(arch_for_obs_shape(obs_shape), obs_shape, games,
                       {game: list(envs[game].action_ids) for game in games}, per_game_heads=config.per_game_heads,
                       expert_feature_dims={g: t.network.torso.out_features for g, t in teachers.items()} if config.feature_beta else None,
                       ).to(device)
     optimizer = make_adam(student.parameters(), lr=config.lr, eps=config.adam_eps)
     streams = {
-        game: GameStream(envs[game], ReplayBuffer(config.replay_capacity, config.num_envs, frame_shape,
+        game: GameStream(envs[game], ReplayBuffer(config.replay_capacity, config.num_envs,
+                                                  (envs[game].frame_channels, *envs[game].obs_shape[1:]),
                                                   envs[game].preset.frame_stack, device,
                                                   payload_shape=(envs[game].n_actions,)),
                          device, payload=teachers[game].q_values)
@@ -128,19 +129,24 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
                                   config, eval_seed, device) for game in games}
     total_steps = config.steps * (len(games) if config.schedule == "blocks" else 1)
     monitor = Monitor(folder / "tb", f"distill-{config.loss}", config.preset, total_steps, config.log_interval)
-    bad = torch.zeros(len(games), dtype=torch.bool, device=device)
+    first_bad_step = torch.full((len(games),), float("inf"), device=device)  # per game, on the device
+
+    def check_finite() -> None:
+        """Stop (keeping the last good checkpoint) if any game's loss went non-finite; one host sync."""
+        step, index = first_bad_step.min(0)
+        if torch.isfinite(step):
+            raise RunError(f"non-finite {config.loss} loss in game {games[int(index)]} at step {int(step):,}; "
+                           f"the last good checkpoint {folder / STUDENT} was kept")
 
     def save(finished: bool) -> None:
-        if bool(bad.any()):
-            game = games[int(bad.nonzero()[0, 0])]
-            raise RunError(f"non-finite {config.loss} loss in game {game} before step {counters['step']:,}; "
-                           f"the last good checkpoint {folder / STUDENT} was kept")
+        check_finite()
         counters["finished"] = finished
         save_checkpoint(folder / STUDENT, {
             "games": games, "preset": envs[games[0]].preset.to_dict(), "student": student.spec,
             "model": student.state_dict(), "optimizer": optimizer.state_dict(), "method": config.loss,
             "experts": {g: str(p) for g, p in paths.items()},
-            "action_ids": {g: list(envs[g].action_ids) for g in games}, "config": config_to_dict(config),
+            "action_ids": {g: list(envs[g].action_ids) for g in games},
+            "obs_shapes": {g: list(envs[g].obs_shape) for g in games}, "config": config_to_dict(config),
             "counters": counters, "rng": rng_state(), "generator": generator.get_state(),
             "expert_scores": expert_scores, "protocol": protocol[games[0]].to_dict(),
         }, kind="student")
@@ -177,7 +183,9 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
                 loss = loss + feature_regression_loss(features, teachers[g].features(batch.obs),
                                                       student.feature_maps[g], config.feature_beta)
             total = total + loss * (len(batch.obs) / sum(len(b.obs) for b in batches.values()))
-            bad[games.index(g)] |= ~torch.isfinite(loss)
+            index = games.index(g)
+            first_bad_step[index] = torch.where(torch.isfinite(loss), first_bad_step[index],
+                                                first_bad_step[index].clamp(max=float(counters["step"])))
             tag = safe_name(g)
             logs.update({_tag(key, tag, config.loss): value for key, value in diagnostics.items()})
             logs[f"train/{tag}/agreement"] = (logits.argmax(-1) == batch.payload.argmax(-1)).float().mean()
@@ -219,6 +227,7 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
                 if checkpoint_due(counters["step"]):
                     save(finished=False)
                 if monitor.due():
+                    check_finite()
                     monitor.scalars({**logs, "train/epsilon": epsilon}, counters["step"])
                     monitor.progress(counters["step"], counters["updates"], f"loss {config.loss} "
                                      f"{float(logs.get('loss/total', float('nan'))):.4f} eps {epsilon:.3f}")

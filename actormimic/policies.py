@@ -60,7 +60,7 @@ def load_policies(path: str | Path, device: torch.device, games: Sequence[str] |
         if expert_path.is_file():
             ids = list(data["action_ids"][game])
             expert = load_expert(expert_path, game=game, preset_name=data["preset"]["name"], n_actions=len(ids),
-                                 obs_shape=tuple(data["student"]["obs_shape"]), device=device,
+                                 obs_shape=tuple(data["obs_shapes"][game]), device=device,
                                  action_ids=ids)
             loaded.experts[game] = ((lambda obs, e=expert: e.q_values(obs).argmax(-1)), ids)
     return loaded

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from agents.networks import epsilon_greedy, make_torso
@@ -84,9 +85,16 @@ class Student(nn.Module):
         """Size of `game`'s action set."""
         return len(self.game_actions[game])
 
+    def fit_channels(self, obs: Tensor) -> Tensor:
+        """Zero-pad a game's observation channels up to the student's (MinAtar games differ in channels)."""
+        missing = self.obs_shape[0] - obs.shape[1]
+        if missing < 0:
+            raise ValueError(f"observation has {obs.shape[1]} channels, the student takes at most {self.obs_shape[0]}")
+        return F.pad(obs, (0, 0, 0, 0, 0, missing)) if missing else obs
+
     def features(self, obs: Tensor) -> Tensor:
         """Shared torso features (B, F) from raw observations."""
-        return self.torso(obs)
+        return self.torso(self.fit_channels(obs))
 
     def head_logits(self, features: Tensor, game: str) -> Tensor:
         """Logits (B, n_actions(game)) from torso features, restricted to `game`'s actions in its order."""
@@ -96,12 +104,12 @@ class Student(nn.Module):
 
     def logits(self, obs: Tensor, game: str) -> Tensor:
         """Pre-softmax logits (B, n_actions(game)) over `game`'s action set."""
-        return self.head_logits(self.torso(obs), game)
+        return self.head_logits(self.features(obs), game)
 
     def forward_games(self, obs_by_game: Mapping[str, Tensor]) -> dict[str, tuple[Tensor, Tensor]]:
         """Run the torso once on the concatenated mixed-game batch; per game (logits, torso features)."""
         games = list(obs_by_game)
-        features = self.torso(torch.cat([obs_by_game[g] for g in games]))
+        features = self.torso(torch.cat([self.fit_channels(obs_by_game[g]) for g in games]))
         sizes = [obs_by_game[g].shape[0] for g in games]
         return {g: (self.head_logits(f, g), f) for g, f in zip(games, features.split(sizes))}
 

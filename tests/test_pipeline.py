@@ -1,0 +1,175 @@
+"""End-to-end smoke tests of the CLI on MinAtar: experts -> students -> evaluation, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from actormimic.checkpoint import load_checkpoint, save_checkpoint
+from actormimic.cli import main
+from actormimic.reports import read_eval_curves
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = str(ROOT / "configs" / "smoke.yaml")
+TINY_DISTILL = ["--set", "preset=minatar", "--steps", "1200", "--set", "learning_starts=400", "--set", "num_envs=4",
+                "--set", "replay_capacity=2000", "--set", "eval.interval=600", "--set", "eval.episodes=2",
+                "--set", "eval.final_episodes=3", "--set", "eval.num_envs=2", "--set", "batch_size=16"]
+
+
+@pytest.fixture(scope="module")
+def experts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two tiny MinAtar experts trained through the CLI."""
+    out = tmp_path_factory.mktemp("experts")
+    code = main(["train-experts", "--config", SMOKE, "--games", "MinAtar/Breakout", "MinAtar/SpaceInvaders",
+                 "--steps", "1600", "--out", str(out), "--overwrite"])
+    assert code == 0
+    return out
+
+
+def test_train_experts_writes_checkpoints_eval_and_tensorboard(experts: Path) -> None:
+    for game in ("MinAtar-Breakout", "MinAtar-SpaceInvaders"):
+        folder = experts / game
+        last = load_checkpoint(folder / "expert.pt", kind="expert")
+        best = load_checkpoint(folder / "expert-best.pt", kind="expert")
+        assert last["label"] == "last" and best["label"] == "best"
+        assert last["counters"]["finished"] and last["counters"]["step"] >= 1600
+        assert last["preset"]["name"] == "minatar" and last["action_ids"]
+        result = json.loads((folder / "eval.json").read_text())
+        entry = result["games"][game.replace("-", "/")]
+        assert result["protocol"]["name"] == "minatar" and result["kind"] == "expert"
+        assert len(entry["returns"]) == 30 and entry["expert_normalized"] == 1.0
+        assert game in read_eval_curves(folder)
+    assert (experts / "config.yaml").exists()
+
+
+@pytest.mark.parametrize("loss", ["ce", "cc"])
+def test_distill_and_evaluate_a_student(experts: Path, tmp_path: Path, loss: str,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / f"student-{loss}"
+    code = main(["distill", "--games", "MinAtar/Breakout", "MinAtar/SpaceInvaders", "--experts", str(experts),
+                 "--loss", loss, "--out", str(out), *TINY_DISTILL])
+    assert code == 0
+    student = load_checkpoint(out / "student.pt", kind="student")
+    assert student["method"] == loss and student["counters"]["updates"] > 0
+    result = json.loads((out / "eval.json").read_text())
+    assert set(result["games"]) == {"MinAtar/Breakout", "MinAtar/SpaceInvaders"}
+    for entry in result["games"].values():
+        assert entry["expert_mean"] is not None and len(entry["returns"]) == 3
+    capsys.readouterr()
+    report = tmp_path / "eval.json"
+    assert main(["evaluate", str(out / "student.pt"), "--games", "MinAtar/Breakout", "--episodes", "4",
+                 "--out", str(report)]) == 0
+    printed = capsys.readouterr().out
+    assert "protocol: minatar" in printed and "| MinAtar/Breakout |" in printed
+    evaluated = json.loads(report.read_text())
+    assert evaluated["kind"] == "student" and evaluated["method"] == loss
+    assert len(evaluated["games"]["MinAtar/Breakout"]["returns"]) == 4
+
+
+def test_evaluation_is_deterministic_for_a_seed(experts: Path, tmp_path: Path) -> None:
+    runs = []
+    for name in ("a", "b"):
+        assert main(["evaluate", str(experts / "MinAtar-Breakout" / "expert.pt"), "--episodes", "6", "--seed", "3",
+                     "--out", str(tmp_path / f"{name}.json")]) == 0
+        runs.append(json.loads((tmp_path / f"{name}.json").read_text())["games"]["MinAtar/Breakout"]["returns"])
+    assert runs[0] == runs[1]
+
+
+def test_distill_refuses_missing_and_mismatched_experts(experts: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["distill", "--games", "MinAtar/Asterix", "--experts", str(experts), "--out",
+                 str(tmp_path / "a"), *TINY_DISTILL]) == 2
+    assert "no expert for MinAtar/Asterix" in capsys.readouterr().err
+    wrong = f"MinAtar/Breakout={experts / 'MinAtar-SpaceInvaders' / 'expert.pt'}"
+    assert main(["distill", "--games", "MinAtar/Breakout", "--experts", wrong, "--out", str(tmp_path / "b"),
+                 *TINY_DISTILL]) == 2
+    err = capsys.readouterr().err
+    assert "MinAtar-SpaceInvaders" in err and "expected" in err
+
+
+def test_distill_stops_on_a_non_finite_loss(experts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import actormimic.distill as distill_module
+
+    real, calls = distill_module.distillation_loss, []
+
+    def poisoned(kind: str, logits: torch.Tensor, teacher_q: torch.Tensor, **kwargs: object):
+        loss, diagnostics = real(kind, logits, teacher_q, **kwargs)
+        calls.append(1)
+        spoil = len(calls) > 150 and logits.shape[1] == 4  # SpaceInvaders (4 actions), after a good checkpoint
+        return (loss * float("nan") if spoil else loss), diagnostics
+
+    monkeypatch.setattr(distill_module, "distillation_loss", poisoned)
+    out = tmp_path / "nan"
+    assert main(["distill", "--games", "MinAtar/Breakout", "MinAtar/SpaceInvaders", "--experts", str(experts),
+                 "--out", str(out), *TINY_DISTILL, "--set", "checkpoint_interval=400"]) == 2
+    err = capsys.readouterr().err
+    assert "non-finite ce loss in game MinAtar/SpaceInvaders" in err and "last good checkpoint" in err
+    kept = load_checkpoint(out / "student.pt", kind="student")
+    assert kept["counters"]["step"] == 400
+    assert all(torch.isfinite(v).all() for v in kept["model"].values() if v.is_floating_point())
+
+
+def test_resume_rejects_corrupt_and_missing_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train-experts", "--config", SMOKE, "--out", str(tmp_path / "none"), "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    run = tmp_path / "corrupt"
+    (run / "MinAtar-Breakout").mkdir(parents=True)
+    (run / "config.yaml").write_text("games: [MinAtar/Breakout]\n")
+    bad = run / "MinAtar-Breakout" / "expert.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["train-experts", "--config", SMOKE, "--out", str(run), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "corrupt" in err
+
+
+def test_checkpoint_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "expert.pt"
+    save_checkpoint(path, {"value": 1}, kind="expert")
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    from actormimic.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match="No space left"):
+        save_checkpoint(path, {"value": 2}, kind="expert")
+    monkeypatch.undo()
+    assert load_checkpoint(path, kind="expert")["value"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["expert.pt"]
+
+
+def test_sigterm_checkpoints_and_resume_finishes(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "actormimic", "train-experts", "--config", SMOKE, "--steps", "200000",
+               "--set", "log_interval=0.5", "--set", "eval.interval=0", "--set", "eval.final_episodes=2",
+               "--out", str(out)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    assert process.stdout is not None
+    for line in process.stdout:  # wait until learning is under way
+        if "updates/s" in line and " 0 updates/s" not in line:
+            break
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    rest = process.stdout.read()
+    assert process.wait(timeout=120) == 130, rest
+    assert "--resume" in rest
+    state = load_checkpoint(out / "MinAtar-Breakout" / "expert.pt", kind="expert")
+    stopped_at = state["counters"]["step"]
+    assert 0 < stopped_at < 200000 and not state["counters"]["finished"]
+    code = main(["train-experts", "--config", SMOKE, "--steps", str(stopped_at + 800), "--set", "eval.interval=0",
+                 "--set", "eval.final_episodes=2", "--out", str(out), "--resume"])
+    assert code == 0
+    resumed = load_checkpoint(out / "MinAtar-Breakout" / "expert.pt", kind="expert")
+    assert resumed["counters"]["finished"] and resumed["counters"]["step"] >= stopped_at + 800
+    assert resumed["counters"]["updates"] > state["counters"]["updates"]
