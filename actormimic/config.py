@@ -58,6 +58,7 @@ class ExpertsConfig:
     seed: int = option(0, "random seed", min=0)
     device: str = option("auto", "training device", choices=("auto", "cpu", "cuda"))
     num_envs: int = option(8, "parallel training envs per game", min=1)
+    cpu_threads: int = option(1, "torch threads when training on the CPU (more stalls under load)", min=1)
     arch: str = option("auto", "Q-network torso (auto: from the observation shape)",
                        choices=("auto", "nature", "minatar"))
     dueling: bool = option(False, "dueling Q head")
@@ -104,6 +105,7 @@ class DistillConfig:
     seed: int = option(0, "random seed", min=0)
     device: str = option("auto", "training device", choices=("auto", "cpu", "cuda"))
     num_envs: int = option(4, "parallel envs per game", min=1)
+    cpu_threads: int = option(1, "torch threads when training on the CPU (more stalls under load)", min=1)
     loss: str = option("ce", "distillation loss", choices=("ce", "cc", "kl", "mse", "seed-cc"))
     temperature: float = option(1.0, "softmax temperature T of the teacher policy softmax(Q/T)", gt=0.0)
     temperature_on: str = option("teacher", "T divides the teacher only (Actor-Mimic) or both (seed paper)",

@@ -66,7 +66,7 @@ def distill(config: DistillConfig, out: str, *, experts: Sequence[str] = (), res
     games = check_games(config.games, config.preset)
     config = dataclasses.replace(config, games=games)
     paths = expert_paths(games, experts, config.experts)
-    device = select_device(config.device)
+    device = select_device(config.device, config.cpu_threads)
     preset = get_preset(config.preset)
     envs = {game: make_vector_env(game, preset, config.num_envs, config.seed + 1000 * i) for i, game in enumerate(games)}
     try:

@@ -140,7 +140,7 @@ def evaluate_checkpoint(
     """`actormimic evaluate`: score an expert or student checkpoint and print a Markdown table."""
     from actormimic.policies import load_policies
 
-    dev = select_device(device)
+    dev = select_device(device, cpu_threads=1)
     policies = load_policies(checkpoint, dev, games=[resolve_checked(g) for g in games] if games else None)
     results: dict[str, Any] = {"checkpoint": str(checkpoint), "kind": policies.kind, "method": policies.method,
                                "seed": seed, "human_table": human_table, "games": {}}

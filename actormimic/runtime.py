@@ -23,12 +23,19 @@ class RunError(RuntimeError):
     """A problem the user can fix (bad input, missing file); the CLI exits with code 2."""
 
 
-def select_device(name: str) -> torch.device:
-    """'auto' -> cuda when present, else cpu; 'cuda' without a GPU is an error."""
+def select_device(name: str, cpu_threads: int | None = None) -> torch.device:
+    """'auto' -> cuda when present, else cpu; 'cuda' without a GPU is an error.
+
+    On the CPU, `cpu_threads` sets torch's thread count: the networks here are small, so one
+    thread is as fast as two when the machine is idle and many times faster when other
+    processes (or the env threads) compete for the cores.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise RunError("device cuda was requested but torch sees no CUDA device (use --device auto or cpu)")
+    if name == "cpu" and cpu_threads is not None:
+        torch.set_num_threads(cpu_threads)
     return torch.device(name)
 
 

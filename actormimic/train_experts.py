@@ -65,7 +65,7 @@ def train_experts(config: ExpertsConfig, out: str, *, resume: bool = False, over
 
 def train_one_game(config: ExpertsConfig, game: str, folder: Path) -> dict[str, Any]:
     """Train (or resume) the expert of one game in `folder`; returns its final evaluation."""
-    device = select_device(config.device)
+    device = select_device(config.device, config.cpu_threads)
     resume_state = _load_resume(folder / LAST)
     if resume_state is not None and resume_state["counters"]["finished"]:
         print(f"[{game}] already finished in {folder}; skipping", flush=True)
