@@ -16,10 +16,14 @@ evaluated as exp(-8) * Taylor(W + 8 I): the shifted matrix is entrywise non-nega
 Taylor series (degree K-1+51, Paterson-Stockmeyer with batched matmuls) and every squaring
 only ever add non-negative numbers -- no cancellation anywhere, ties and clusters are not
 special cases.  Rows are masked with torch.where so every row does the same fixed number of
-operations (11 squarings cover spreads up to 8 * 2**11 = 16384): no data-dependent Python
-branches, no .item(), so it can be captured in a CUDA graph.  Nodes further than 16384 below
-the max are replaced by the asymptotic factor 1 / (max - eta_k) (relative error of the
-exp(A) factor O(K / 16384); it keeps the output finite for any finite input).  The gradient
+operations (11 squarings cover spreads up to 8 * 2**11 = 16384): on accelerators and under
+torch.compile there are no data-dependent Python branches and no .item(), so it can be
+captured in a CUDA graph; only for CPU tensors in eager mode the squaring loop stops at the
+largest s the batch needs (reading a CPU scalar is not a device sync; results are
+bit-identical to the fixed loop).  Nodes further than 16384 below
+the max are evaluated at distance 16384 and moved out with the asymptotic expansion
+log f = c - log d - mu/d + O(1/d^2) (mu read off the clamped node's gradient; error
+O((K/16384)^2), and it keeps the output finite for any finite input).  The gradient
 (the CC mean) is computed in the same forward pass by the hand-written adjoint of the same
 non-negative recurrences (all adjoint quantities are non-negative too), inside a custom
 autograd.Function, so the mean comes for free for diagnostics and backward is one multiply.
@@ -76,6 +80,7 @@ def _tail_terms(theta: float, tol: float = 2.0**-56) -> int:
 
 
 _TAIL = _tail_terms(_THETA)
+_is_compiling = getattr(torch.compiler, "is_compiling", None) or torch._dynamo.is_compiling  # torch < 2.3
 
 
 @lru_cache(maxsize=None)
@@ -92,7 +97,7 @@ def _plan(k: int, device: torch.device) -> tuple[int, int, Tensor, Tensor, Tenso
 
 def _squaring_steps(s: Tensor) -> int:
     """Loop length: fixed on accelerators / when compiling (graph-capturable), else the batch's largest s."""
-    if s.device.type != "cpu" or torch.compiler.is_compiling() or not _SHORTEN_ON_CPU or s.numel() == 0:
+    if s.device.type != "cpu" or _is_compiling() or not _SHORTEN_ON_CPU or s.numel() == 0:
         return _SQUARINGS
     return int(s.max())  # reading a CPU scalar is not a device synchronisation
 
@@ -162,10 +167,16 @@ def _log_partition_and_mean_impl(logits: Tensor) -> tuple[Tensor, Tensor]:
     z = torch.where(far, -_ZCAP, x - m)
     parts = [_log_dd_exp(chunk) for chunk in z.split(_chunk_rows(k, z.device))] if z.shape[0] else [_log_dd_exp(z)]
     logf, grad = (torch.cat(t) for t in zip(*parts)) if len(parts) > 1 else parts[0]
-    log_gap = torch.log(half_gap) + _LN2
-    a = m[:, 0] + logf + torch.where(far, math.log(_ZCAP) - log_gap, 0.0).sum(-1)
-    grad = torch.where(far, 0.5 / half_gap, grad)
-    grad = grad.scatter_add(-1, x.argmax(-1, keepdim=True), 1.0 - grad.sum(-1, keepdim=True))
+    # Far nodes (distance d > ZCAP) were evaluated at d = ZCAP; move them out with the expansion
+    # log f = const - log d - mu / d + O(1/d^2), mu read off the clamped node's gradient.
+    inv_d = 0.5 / half_gap
+    mu = (1.0 / _ZCAP - grad) * _ZCAP**2
+    shift = math.log(_ZCAP) - (torch.log(half_gap) + _LN2) + mu * (1.0 / _ZCAP - inv_d)
+    a = m[:, 0] + logf + torch.where(far, shift, 0.0).sum(-1)
+    grad = torch.where(far, inv_d * (1.0 - mu * inv_d), grad)
+    # Restore sum(mean) = 1 (shift invariance): hand the residual to the near nodes in proportion.
+    near = torch.where(far, 0.0, grad)
+    grad = grad + near * ((1.0 - grad.sum(-1, keepdim=True)) / near.sum(-1, keepdim=True))
     return a.reshape(shape[:-1]).to(logits.dtype), grad.reshape(shape).to(logits.dtype)
 
 
@@ -275,7 +286,7 @@ class ContinuousCategorical(Distribution):
         shape = self._extended_shape(sample_shape)
         k = shape[-1]
         eta = self.logits.expand(shape).reshape(-1, k).to(torch.float64)
-        u = torch.rand(eta.shape[0], k - 1, dtype=torch.float64, device=eta.device)
+        u = 1.0 - torch.rand(eta.shape[0], k - 1, dtype=torch.float64, device=eta.device)  # in (0, 1]
         return _sample(eta, u).reshape(shape).to(self.logits.dtype)
 
     def sample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:  # noqa: B008

@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     handlers: list[tuple[type[BaseException], int, Callable[[BaseException], str]]] = [
         (ConfigError, EXIT_BAD_INPUT, lambda e: f"config error: {e}"),
         (CheckpointError, EXIT_BAD_INPUT, lambda e: f"checkpoint error: {e}"),

@@ -19,15 +19,14 @@ import torch
 from actormimic.checkpoint import load_checkpoint, save_checkpoint
 from actormimic.config import DistillConfig, config_to_dict
 from actormimic.evaluation import evaluate_policy, game_result, get_protocol, random_score, aggregate_games
-from actormimic.losses import distillation_loss, feature_regression_loss
 from actormimic.loop import Every, GameStream, RunClock, UpdateCredit
 from actormimic.replay import ReplayBuffer
 from actormimic.reports import markdown_scores_table
 from actormimic.runtime import (Monitor, RunError, StopRequested, prepare_run_dir, rng_state, save_config,
                                 seed_everything, select_device, set_rng_state, write_json)
 from actormimic.train_experts import check_games
-from agents.amn import Student
-from agents.dqn import epsilon_schedule, make_adam
+from agents.amn import ActorMimicLearner, Student
+from agents.dqn import epsilon_schedule
 from agents.experts import Expert, load_expert
 from agents.networks import arch_for_obs_shape
 from envs import get_preset, make_vector_env, resolve_game, safe_name
@@ -99,7 +98,11 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
                       {game: list(envs[game].action_ids) for game in games}, per_game_heads=config.per_game_heads,
                       expert_feature_dims={g: t.network.torso.out_features for g, t in teachers.items()} if config.feature_beta else None,
                       ).to(device)
-    optimizer = make_adam(student.parameters(), lr=config.lr, eps=config.adam_eps)
+    learner = ActorMimicLearner(student, loss=config.loss, temperature=config.temperature,
+                                temperature_on=config.temperature_on, lr=config.lr, adam_eps=config.adam_eps,
+                                max_grad_norm=config.max_grad_norm, feature_beta=config.feature_beta,
+                                expert_features={g: t.features for g, t in teachers.items()}, device=device,
+                                cuda_graph=config.cuda_graph)
     streams = {
         game: GameStream(envs[game], ReplayBuffer(config.replay_capacity, config.num_envs,
                                                   (envs[game].frame_channels, *envs[game].obs_shape[1:]),
@@ -113,7 +116,7 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
     if resume:
         state = load_checkpoint(folder / STUDENT, kind="student")
         student.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        learner.load_state_dict(state["learner"])
         counters = state["counters"]
         set_rng_state(state["rng"])
         generator.set_state(state["generator"])
@@ -129,13 +132,11 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
                                   config, eval_seed, device) for game in games}
     total_steps = config.steps * (len(games) if config.schedule == "blocks" else 1)
     monitor = Monitor(folder / "tb", f"distill-{config.loss}", config.preset, total_steps, config.log_interval)
-    first_bad_step = torch.full((len(games),), float("inf"), device=device)  # per game, on the device
-
     def check_finite() -> None:
-        """Stop (keeping the last good checkpoint) if any game's loss went non-finite; one host sync."""
-        step, index = first_bad_step.min(0)
-        if torch.isfinite(step):
-            raise RunError(f"non-finite {config.loss} loss in game {games[int(index)]} at step {int(step):,}; "
+        """Stop, keeping the last good checkpoint, once any game's loss went non-finite."""
+        bad = learner.first_non_finite()
+        if bad is not None:
+            raise RunError(f"non-finite {config.loss} loss in game {bad[0]} at step {bad[1]:,}; "
                            f"the last good checkpoint {folder / STUDENT} was kept")
 
     def save(finished: bool) -> None:
@@ -143,7 +144,7 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
         counters["finished"] = finished
         save_checkpoint(folder / STUDENT, {
             "games": games, "preset": envs[games[0]].preset.to_dict(), "student": student.spec,
-            "model": student.state_dict(), "optimizer": optimizer.state_dict(), "method": config.loss,
+            "model": student.state_dict(), "learner": learner.state_dict(), "method": config.loss,
             "experts": {g: str(p) for g, p in paths.items()},
             "action_ids": {g: list(envs[g].action_ids) for g in games},
             "obs_shapes": {g: list(envs[g].obs_shape) for g in games}, "config": config_to_dict(config),
@@ -170,31 +171,8 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
 
     def update() -> dict[str, torch.Tensor]:
         active = _active_games(config, counters["step"])
-        batches = {g: streams[g].replay.sample(shares[g] if config.schedule == "mixed" else config.batch_size,
-                                                generator) for g in active}
-        outputs = student.forward_games({g: b.obs for g, b in batches.items()})
-        total = torch.zeros((), device=device)
-        logs: dict[str, torch.Tensor] = {}
-        for g, batch in batches.items():
-            logits, features = outputs[g]
-            loss, diagnostics = distillation_loss(config.loss, logits, batch.payload.float(),
-                                                  temperature=config.temperature, temperature_on=config.temperature_on)
-            if config.feature_beta:
-                loss = loss + feature_regression_loss(features, teachers[g].features(batch.obs),
-                                                      student.feature_maps[g], config.feature_beta)
-            total = total + loss * (len(batch.obs) / sum(len(b.obs) for b in batches.values()))
-            index = games.index(g)
-            first_bad_step[index] = torch.where(torch.isfinite(loss), first_bad_step[index],
-                                                first_bad_step[index].clamp(max=float(counters["step"])))
-            tag = safe_name(g)
-            logs.update({_tag(key, tag, config.loss): value for key, value in diagnostics.items()})
-            logs[f"train/{tag}/agreement"] = (logits.argmax(-1) == batch.payload.argmax(-1)).float().mean()
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        logs["train/grad_norm"] = torch.nn.utils.clip_grad_norm_(student.parameters(), config.max_grad_norm)
-        optimizer.step()
-        logs["loss/total"] = total.detach()
-        return logs
+        size = {g: shares[g] if config.schedule == "mixed" else config.batch_size for g in active}
+        return learner.update({g: streams[g].replay.sample(size[g], generator) for g in active}, counters["step"])
 
     credit = UpdateCredit(config.updates_per_step)
     eval_due, checkpoint_due = Every(config.eval.interval, counters["step"]), Every(config.checkpoint_interval,
@@ -246,12 +224,6 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
         return final
     finally:
         monitor.close()
-
-
-def _tag(key: str, game_tag: str, loss: str) -> str:
-    """Namespace a loss diagnostic per game: 'loss' -> loss/<game>/<kind>, 'cc/x' -> cc/<game>/x."""
-    section, _, name = key.rpartition("/")
-    return f"{section}/{game_tag}/{name}" if section else f"loss/{game_tag}/{loss if name == 'loss' else name}"
 
 
 def _batch_shares(config: DistillConfig) -> dict[str, int]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from actormimic.losses import distillation_loss, feature_regression_loss
+from agents.dqn import make_adam
+from agents.graphs import GraphedStep
 from agents.networks import epsilon_greedy, make_torso
 
 
@@ -117,3 +120,90 @@ class Student(nn.Module):
         """Epsilon-greedy int64 (N,) indices into `game`'s action set (not ALE ids)."""
         with torch.no_grad():
             return epsilon_greedy(self.logits(obs, game), epsilon, generator)
+
+
+class ActorMimicLearner:
+    """Trains a Student to mimic frozen experts with a loss from `actormimic.losses`.
+
+    One update takes a replay minibatch per game (frames plus the expert's Q-values stored with
+    them), runs the torso once on the mixed batch, sums the per-game losses weighted by their
+    share of the batch, clips and steps Adam. On CUDA the update is one captured graph per set
+    of active games. Non-finite losses are recorded per game on the device (no host sync).
+    """
+
+    def __init__(self, student: Student, *, loss: str, temperature: float, temperature_on: str, lr: float,
+                 adam_eps: float, max_grad_norm: float, feature_beta: float = 0.0,
+                 expert_features: Mapping[str, Callable[[Tensor], Tensor]] | None = None,
+                 device: torch.device | str = "cpu", cuda_graph: bool = True) -> None:
+        self.student, self.loss, self.device = student, loss, torch.device(device)
+        self.temperature, self.temperature_on = temperature, temperature_on
+        self.max_grad_norm, self.feature_beta = max_grad_norm, feature_beta
+        self.expert_features = dict(expert_features or {})
+        if feature_beta and set(self.expert_features) != set(student.games):
+            raise ValueError("feature regression needs expert features for every game")
+        self.cuda_graph = cuda_graph and self.device.type == "cuda"
+        self.optimizer = make_adam(student.parameters(), lr=lr, eps=adam_eps, capturable=self.cuda_graph)
+        self.first_bad_step = torch.full((len(student.games),), float("inf"), device=self.device)
+        self._graphs: dict[tuple[str, ...], GraphedStep] = {}
+
+    def update(self, batches: Mapping[str, Any], step: int) -> dict[str, Tensor]:
+        """One gradient step on {game: batch with .obs and .payload (teacher Q)}; 0-dim metric tensors."""
+        inputs = {"step": torch.tensor(float(step)).to(self.device, non_blocking=True)}
+        for game, batch in batches.items():
+            inputs[f"obs/{game}"], inputs[f"q/{game}"] = batch.obs, batch.payload.float()
+        key = tuple(batches)
+        if key not in self._graphs:
+            self._graphs[key] = GraphedStep(self._step, lambda: self.optimizer.zero_grad(set_to_none=True),
+                                            self.device, enabled=self.cuda_graph)
+        return self._graphs[key](inputs)
+
+    def _step(self, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Forward, per-game losses, backward, clip, Adam step (gradients are None on entry)."""
+        games = [g for g in self.student.games if f"obs/{g}" in inputs]
+        outputs = self.student.forward_games({g: inputs[f"obs/{g}"] for g in games})
+        batch_size = sum(inputs[f"obs/{g}"].shape[0] for g in games)
+        total = torch.zeros((), device=self.device)
+        logs: dict[str, Tensor] = {}
+        for game in games:
+            logits, features = outputs[game]
+            teacher_q, tag = inputs[f"q/{game}"], game.replace("/", "-")
+            loss, diagnostics = distillation_loss(self.loss, logits, teacher_q, temperature=self.temperature,
+                                                  temperature_on=self.temperature_on)
+            if self.feature_beta:
+                target = self.expert_features[game](inputs[f"obs/{game}"])
+                loss = loss + feature_regression_loss(features, target, self.student.feature_maps[game],
+                                                      self.feature_beta)
+            total = total + loss * (logits.shape[0] / batch_size)
+            index = self.student.games.index(game)
+            self.first_bad_step[index] = torch.where(torch.isfinite(loss), self.first_bad_step[index],
+                                                     torch.minimum(self.first_bad_step[index], inputs["step"]))
+            logs.update({_diagnostic_tag(key, tag, self.loss): value.detach() for key, value in diagnostics.items()})
+            logs[f"train/{tag}/agreement"] = (logits.argmax(-1) == teacher_q.argmax(-1)).float().mean()
+        total.backward()
+        logs["train/grad_norm"] = torch.nn.utils.clip_grad_norm_(self.student.parameters(), self.max_grad_norm)
+        self.optimizer.step()
+        logs["loss/total"] = total.detach()
+        return logs
+
+    def first_non_finite(self) -> tuple[str, int] | None:
+        """(game, step) of the earliest non-finite loss, or None (one host synchronisation)."""
+        step, index = self.first_bad_step.min(0)
+        if not torch.isfinite(step):
+            return None
+        return self.student.games[int(index)], int(step)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Optimizer state (the weights live in the student's own state_dict)."""
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the optimizer; captured graphs are dropped and re-captured."""
+        self.optimizer.load_state_dict(state["optimizer"])
+        for graph in self._graphs.values():
+            graph.reset()
+
+
+def _diagnostic_tag(key: str, game_tag: str, loss: str) -> str:
+    """Namespace a loss diagnostic per game: 'loss' -> loss/<game>/<kind>, 'cc/x' -> cc/<game>/x."""
+    section, _, name = key.rpartition("/")
+    return f"{section}/{game_tag}/{name}" if section else f"loss/{game_tag}/{loss if name == 'loss' else name}"

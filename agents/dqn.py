@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import math
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from agents.graphs import GraphedStep
 from agents.networks import QNetwork, epsilon_greedy
 
 BATCH_FIELDS = ("obs", "action", "reward", "next_obs", "done", "discount")
 _FLOAT_FIELDS = ("reward", "done", "discount")
-_GRAPH_WARMUP_UPDATES = 3
 
 
 def epsilon_schedule(step: int, start: float, end: float, fraction_steps: int) -> float:
@@ -72,10 +71,8 @@ class DQN:
         self.use_cuda_graph = cuda_graph and self.device.type == "cuda"
         self.optimizer = make_adam(self.online.parameters(), lr=lr, eps=adam_eps, capturable=self.use_cuda_graph)
         self.updates = 0
-        self._static: dict[str, Tensor] | None = None
-        self._static_out: tuple[Tensor, Tensor, Tensor] | None = None
-        self._graph: torch.cuda.CUDAGraph | None = None
-        self._warmup_left = _GRAPH_WARMUP_UPDATES
+        self._step = GraphedStep(self._train_step, lambda: self.optimizer.zero_grad(set_to_none=True), self.device,
+                                 enabled=self.use_cuda_graph)
 
     def act(self, obs: Tensor, epsilon: float | Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Epsilon-greedy actions int64 (N,) for a batch of observations, on device, no host sync."""
@@ -95,14 +92,10 @@ class DQN:
 
     def update(self, batch: Any) -> dict[str, Tensor]:
         """One gradient step on a replay batch (mapping or object with BATCH_FIELDS); 0-dim metric tensors."""
-        tensors = self._batch_tensors(batch)
-        if self.use_cuda_graph:
-            loss, q_mean, grad_norm = self._graph_update(tensors)
-        else:
-            loss, q_mean, grad_norm = self._eager_update(tensors)
+        metrics = self._step(self._batch_tensors(batch))
         self.updates += 1
         self._update_target()
-        return {"loss/td": loss, "train/q_mean": q_mean, "train/grad_norm": grad_norm}
+        return metrics
 
     def state_dict(self) -> dict[str, Any]:
         """Online and target weights, optimizer state and update counter."""
@@ -119,9 +112,7 @@ class DQN:
         self.target.load_state_dict(state["target"])
         self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))  # torch would alias same-device tensors
         self.updates = int(state["updates"])
-        self._graph = None  # the optimizer state tensors were replaced, so the graph's pointers are stale
-        self._static_out = None
-        self._warmup_left = _GRAPH_WARMUP_UPDATES
+        self._step.reset()  # the optimizer state tensors were replaced, so the graph's pointers are stale
 
     def _batch_tensors(self, batch: Any) -> dict[str, Tensor]:
         """The batch fields as tensors; a missing or None `discount` means a constant gamma."""
@@ -132,7 +123,8 @@ class DQN:
             raise ValueError(f"DQN batch lacks fields {missing}")
         if tensors["discount"] is None:
             tensors["discount"] = torch.full_like(tensors["reward"], self.gamma, dtype=torch.float32)
-        return tensors
+        on_device = {name: t.to(self.device, non_blocking=True) for name, t in tensors.items()}
+        return {name: t.float() if name in _FLOAT_FIELDS else t for name, t in on_device.items()}
 
     def _td_loss(self, b: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         """TD loss and mean Q of the taken actions."""
@@ -141,65 +133,13 @@ class DQN:
         td = F.smooth_l1_loss(q, target) if self.loss == "huber" else F.mse_loss(q, target)
         return td, q.detach().mean()
 
-    def _train_step(self, b: Mapping[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-        """Forward, backward, clip, Adam step (gradients must be None or zero on entry)."""
+    def _train_step(self, b: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Forward, backward, clip, Adam step (gradients are None on entry)."""
         loss, q_mean = self._td_loss(b)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.online.parameters(), self.max_grad_norm)
         self.optimizer.step()
-        return loss.detach(), q_mean, grad_norm.detach()
-
-    def _eager_update(self, tensors: Mapping[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-        """Plain update on device copies of the batch."""
-        b = {}
-        for name, t in tensors.items():
-            t = t.to(self.device, non_blocking=True)
-            b[name] = t.to(torch.float32) if name in _FLOAT_FIELDS else t
-        self.optimizer.zero_grad(set_to_none=True)
-        return self._train_step(b)
-
-    def _graph_update(self, tensors: Mapping[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-        """Copy into static inputs; warm up on a side stream, then capture once and replay."""
-        self._copy_to_static(tensors)
-        if self._graph is None and self._warmup_left > 0:
-            self._warmup_left -= 1
-            side = torch.cuda.Stream(self.device)
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):
-                out = self._eager_update(self._static)
-            torch.cuda.current_stream(self.device).wait_stream(side)
-            return tuple(t.clone() for t in out)
-        if self._graph is None:
-            try:
-                self._capture()
-            except Exception as error:  # capture failures come as RuntimeError or backend-specific types
-                warnings.warn(f"CUDA graph capture of the DQN update failed, using eager updates: {error}")
-                self._static_out = None
-                self.use_cuda_graph = False
-                return self._eager_update(tensors)
-        self._graph.replay()
-        return tuple(t.clone() for t in self._static_out)
-
-    def _copy_to_static(self, tensors: Mapping[str, Tensor]) -> None:
-        """Allocate static input tensors on the first call, then copy the batch into them."""
-        if self._static is None:
-            self._static = {}
-            for name, t in tensors.items():
-                dtype = torch.float32 if name in _FLOAT_FIELDS else t.dtype
-                self._static[name] = torch.empty(t.shape, dtype=dtype, device=self.device)
-        for name, t in tensors.items():
-            if t.shape != self._static[name].shape:
-                raise ValueError(f"CUDA-graph DQN needs a fixed batch shape: {name} {tuple(t.shape)} "
-                                 f"vs {tuple(self._static[name].shape)}")
-            self._static[name].copy_(t, non_blocking=True)
-
-    def _capture(self) -> None:
-        """Record forward, backward, clipping and Adam step on the static tensors as one CUDA graph."""
-        self.optimizer.zero_grad(set_to_none=True)  # backward then allocates .grad from the graph's pool
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self._static_out = self._train_step(self._static)
-        self._graph = graph
+        return {"loss/td": loss.detach(), "train/q_mean": q_mean, "train/grad_norm": grad_norm.detach()}
 
     def _update_target(self) -> None:
         """Hard copy every `target_update_interval` updates, or Polyak averaging every update (in place)."""

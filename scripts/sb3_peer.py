@@ -67,7 +67,8 @@ class OurEnv(gym.Env):
 
     def __init__(self, game: str, preset: Preset, seed: int) -> None:
         self.venv = make_vector_env(game, preset, 1, seed)
-        high = 1 if preset.is_minatar else 255  # MinAtar maps are 0/1; high=1 also keeps SB3 from treating them as images
+        # MinAtar maps are 0/1; high=1 also keeps SB3 from treating them as images (no transpose, no /255)
+        high = 1 if preset.is_minatar else 255
         self.observation_space = gym.spaces.Box(0, high, self.venv.obs_shape, np.uint8)
         self.action_space = gym.spaces.Discrete(self.venv.n_actions)
         self._obs: np.ndarray | None = None
@@ -180,8 +181,9 @@ def sb3_kwargs(config: ExpertsConfig, arch: str, device: torch.device) -> dict[s
         gamma=config.gamma,
         train_freq=(train_freq, "step"),  # in vec-env steps = num_envs agent steps
         gradient_steps=gradient_steps,
-        n_steps=config.n_step,  # SB3 >= 2.7: NStepReplayBuffer
-        target_update_interval=config.target_update_interval,  # agent steps; SB3 copies every interval // n_envs vec steps
+        n_steps=config.n_step,  # SB3 2.9 DQN(n_steps=...) -> NStepReplayBuffer
+        # agent steps; SB3 copies every interval // n_envs vec steps
+        target_update_interval=config.target_update_interval,
         exploration_fraction=config.epsilon_fraction,
         exploration_initial_eps=config.epsilon_start,
         exploration_final_eps=config.epsilon_end,
@@ -251,14 +253,14 @@ def build_model(config: ExpertsConfig, game: str, device: torch.device | None = 
     from stable_baselines3 import DQN
 
     check_supported(config)
-    device = device or select_device(config.device)
+    device = device or select_device(config.device, config.cpu_threads)
     env = make_env(config, game)
     obs_shape = tuple(int(d) for d in env.observation_space.shape)
     arch = arch_for_obs_shape(obs_shape) if config.arch == "auto" else config.arch
     if config.target_update_interval % config.num_envs:
+        every = max(config.target_update_interval // config.num_envs, 1)
         print(f"note: target_update_interval {config.target_update_interval} is not a multiple of num_envs "
-              f"{config.num_envs}; SB3 copies every {max(config.target_update_interval // config.num_envs, 1)} vec steps",
-              flush=True)
+              f"{config.num_envs}; SB3 copies every {every} vec steps", flush=True)
     model = DQN("CnnPolicy", env, **sb3_kwargs(config, arch, device))
     action_ids = list(env.envs[0].venv.action_ids)
     return model, arch, obs_shape, int(env.action_space.n), action_ids
@@ -383,7 +385,7 @@ def run(config: ExpertsConfig, game: str, out: str | Path, *, overwrite: bool = 
     if is_minatar(game) != (config.preset == "minatar"):
         raise RunError(f"game {game} cannot use preset {config.preset!r} (pass the matching --config)")
     config = dataclasses.replace(config, games=[game])
-    device = select_device(config.device)
+    device = select_device(config.device, config.cpu_threads)  # the same torch threads as train-experts
     root = prepare_run_dir(out, resume=False, overwrite=overwrite, marker="eval.json")
     save_config(config, root)
     seed_everything(config.seed)
@@ -408,7 +410,8 @@ def run(config: ExpertsConfig, game: str, out: str | Path, *, overwrite: bool = 
     finally:
         peer.close()
     sb3_args = {k: v for k, v in kwargs.items() if k != "policy_kwargs"}
-    sb3_args["policy_kwargs"] = {k: (v.__name__ if isinstance(v, type) else v) for k, v in kwargs["policy_kwargs"].items()}
+    sb3_args["policy_kwargs"] = {k: (v.__name__ if isinstance(v, type) else v)
+                                 for k, v in kwargs["policy_kwargs"].items()}
     result["throughput"] = throughput
     result["sb3"] = {"version": sb3_version, "args": sb3_args, "steps": step, "updates": int(peer.model._n_updates),
                      "best_step": peer.best["step"], "differences": differences(config)}
@@ -440,12 +443,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--eval-episodes", type=int, metavar="E", help="episodes per periodic evaluation")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="training device")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    parser.add_argument("--threads", type=int, default=0, metavar="N",
-                        help="torch intra-op threads (0: torch's default; train-experts sets none, so for a fair "
-                             "throughput comparison give both runs the same OMP_NUM_THREADS instead)")
     args = parser.parse_args(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
     overrides = list(args.overrides)
     for flag, key in (("steps", "steps"), ("seed", "seed"), ("eval_interval", "eval.interval"),
                       ("eval_episodes", "eval.episodes"), ("device", "device")):

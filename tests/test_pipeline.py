@@ -97,7 +97,7 @@ def test_distill_refuses_missing_and_mismatched_experts(experts: Path, tmp_path:
 
 def test_distill_stops_on_a_non_finite_loss(experts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    import actormimic.distill as distill_module
+    import agents.amn as distill_module
 
     real, calls = distill_module.distillation_loss, []
 

@@ -1,0 +1,81 @@
+"""Whole-update CUDA graphs: warm up on a side stream, capture once on static inputs, replay.
+
+The update (forward, backward, gradient clipping, optimizer step) is recorded as one CUDA graph,
+following PyTorch's whole-network capture recipe: gradients are set to None before capture so
+that backward allocates them from the graph's private pool, and every replay rewrites them in
+place. The optimizer must be created with ``capturable=True``. Without CUDA, or when capture
+fails, the same step runs eagerly.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import Tensor
+
+Step = Callable[[Mapping[str, Tensor]], dict[str, Tensor]]
+WARMUP_STEPS = 3
+
+
+class GraphedStep:
+    """Call `step(inputs)` after `zero_grad()`; on CUDA as a replayed graph after a short warm-up."""
+
+    def __init__(self, step: Step, zero_grad: Callable[[], None], device: torch.device, enabled: bool) -> None:
+        self.step, self.zero_grad, self.device = step, zero_grad, torch.device(device)
+        self.enabled = enabled and self.device.type == "cuda"
+        self._static: dict[str, Tensor] | None = None
+        self._outputs: dict[str, Tensor] | None = None
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._warmup_left = WARMUP_STEPS
+
+    def reset(self) -> None:
+        """Forget the graph (e.g. after the optimizer state was replaced); re-captured later."""
+        self._graph, self._outputs, self._warmup_left = None, None, WARMUP_STEPS
+
+    def __call__(self, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Run one step; returned tensors are fresh (later replays do not overwrite them)."""
+        if not self.enabled:
+            self.zero_grad()
+            return self.step(inputs)
+        static = self._copy_to_static(inputs)
+        if self._graph is None and self._warmup_left > 0:
+            self._warmup_left -= 1
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                self.zero_grad()
+                outputs = self.step(static)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            return {k: v.clone() for k, v in outputs.items()}
+        if self._graph is None:
+            try:
+                self._capture(static)
+            except Exception as error:  # capture failures come as RuntimeError or backend-specific types
+                warnings.warn(f"CUDA graph capture failed, running the update eagerly: {error}")
+                self.enabled = False
+                return self(inputs)
+        assert self._graph is not None and self._outputs is not None
+        self._graph.replay()
+        return {k: v.clone() for k, v in self._outputs.items()}
+
+    def _copy_to_static(self, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Allocate the static input tensors once, then copy each batch into them."""
+        if self._static is None:
+            self._static = {k: torch.empty_like(v, device=self.device) for k, v in inputs.items()}
+        for name, value in inputs.items():
+            target = self._static[name]
+            if value.shape != target.shape or value.dtype != target.dtype:
+                raise ValueError(f"a CUDA-graphed update needs fixed inputs: {name} is {tuple(value.shape)} "
+                                 f"{value.dtype}, captured {tuple(target.shape)} {target.dtype}")
+            target.copy_(value, non_blocking=True)
+        return self._static
+
+    def _capture(self, static: Mapping[str, Tensor]) -> None:
+        """Record zero-grad-free forward/backward/step on the static inputs."""
+        self.zero_grad()  # set_to_none: backward allocates the gradients inside the graph's pool
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._outputs = self.step(static)
+        self._graph = graph
