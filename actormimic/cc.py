@@ -120,10 +120,11 @@ def _log_dd_exp(z: Tensor) -> tuple[Tensor, Tensor]:
     horner = [blocks[q - 1]]  # horner[t] = X_(q-1-t), X_i = C_i + V^p X_(i+1)
     for i in range(q - 2, -1, -1):
         horner.append(torch.baddbmm(blocks[i], top, horner[-1]))
+    active = (s[:, None] > torch.arange(steps, device=s.device))[:, :, None, None]  # (B, steps, 1, 1)
     squares = [horner[-1] * math.exp(-_THETA)]
     for j in range(steps):
         m = squares[-1]
-        squares.append(torch.where((s > j)[:, None, None], torch.bmm(m, m), m))
+        squares.append(torch.where(active[:, j], torch.bmm(m, m), m))
     corner = squares[-1][:, k - 1, 0]
     mant, expo = torch.frexp(corner)
     logf = torch.log(mant) + (expo - s * (k - 1)).to(torch.float64) * _LN2
@@ -134,7 +135,7 @@ def _log_dd_exp(z: Tensor) -> tuple[Tensor, Tensor]:
     h[:, 0, k - 1] = 1.0 / corner
     for j in range(steps - 1, -1, -1):
         m = squares[j]
-        h = torch.where((s > j)[:, None, None], torch.baddbmm(torch.bmm(m, h), h, m), h)
+        h = torch.where(active[:, j], torch.baddbmm(torch.bmm(m, h), h, m), h)
     h = h * math.exp(-_THETA)
     block_grads = [h]  # block_grads[i] = (dL/dC_i)^T, equal to (dL/dX_i)^T
     top_grad = torch.zeros_like(h)
@@ -143,12 +144,13 @@ def _log_dd_exp(z: Tensor) -> tuple[Tensor, Tensor]:
         h = torch.bmm(h, top)
         block_grads.append(h)
     basis_grad = (coef.t() @ torch.stack(block_grads).reshape(q, -1)).reshape(p, b, k, k)
-    gv = torch.zeros_like(v)
-    acc = top_grad
-    for r in range(p, 1, -1):  # V^r = V^(r-1) V
-        gv = gv + (powers[r - 2].transpose(1, 2) * acc).sum(-1)
-        acc = torch.baddbmm(basis_grad[r - 1], vmat, acc)
-    gv = gv + acc.diagonal(dim1=-2, dim2=-1)
+    power_grads = [top_grad]  # (dL/dV^r)^T for r = p, p-1, ..., 2 through V^r = V^(r-1) V
+    for r in range(p - 1, 1, -1):
+        power_grads.append(torch.baddbmm(basis_grad[r], vmat, power_grads[-1]))
+    acc = torch.baddbmm(basis_grad[1], vmat, power_grads[-1])  # (dL/dV)^T
+    # d/dv_i: diagonal of dL/dV plus sum_r diag((V^(r-1))^T dL/dV^r)
+    pairs = basis[1:].transpose(-1, -2) * torch.stack(power_grads[::-1])
+    gv = acc.diagonal(dim1=-2, dim2=-1) + pairs.sum((0, -1))
     return logf, gv * scale[:, None]
 
 

@@ -62,7 +62,7 @@ def _cc(logits: Tensor, target: Tensor, teacher_q: Tensor) -> Rows:
 
 
 def _seed_log_sum(eta: Tensor) -> Tensor:
-    """Seed closed form in the input dtype: log(sum_k softmax_k / prod_{i!=k}(e_k - e_i)) - (K-1) log std, e = eta/std."""
+    """Seed closed form, input dtype: log sum_k softmax_k / prod_{i!=k}(e_k - e_i) - (K-1) log std, e = eta/std."""
     k = eta.shape[-1]
     std = eta.detach().std(-1, correction=0, keepdim=True)
     scaled = eta / std
@@ -95,7 +95,8 @@ def _seed_cc(logits: Tensor, target: Tensor, teacher_q: Tensor) -> Rows:
     nll, unstable, ce = _seed_cc_rows(logits, target)
     fb = unstable.to(ce.dtype)
     loss = nll.sum() + (ce * fb).sum() / fb.sum().clamp(min=1.0)
-    diag = {"cc/fallback_fraction": fb.mean().detach(), "cc/logit_spread": (logits.amax(-1) - logits.amin(-1)).mean().detach()}
+    spread = (logits.amax(-1) - logits.amin(-1)).mean()
+    diag = {"cc/fallback_fraction": fb.mean().detach(), "cc/logit_spread": spread.detach()}
     return loss, diag
 
 
@@ -126,7 +127,8 @@ def distillation_loss(
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     if student_logits.dim() != 2 or student_logits.shape != teacher_q.shape:
-        raise ValueError(f"expected matching (B, K) shapes, got {tuple(student_logits.shape)} and {tuple(teacher_q.shape)}")
+        shapes = f"{tuple(student_logits.shape)} and {tuple(teacher_q.shape)}"
+        raise ValueError(f"expected matching (B, K) shapes, got {shapes}")
     teacher_q = teacher_q.detach()
     target = (teacher_q / temperature).softmax(-1)
     logits = student_logits / temperature if temperature_on == "both" and kind != "mse" else student_logits
@@ -136,6 +138,8 @@ def distillation_loss(
     return loss, diag
 
 
-def feature_regression_loss(student_features: Tensor, expert_features: Tensor, linear_map: nn.Linear, beta: float) -> Tensor:
+def feature_regression_loss(
+    student_features: Tensor, expert_features: Tensor, linear_map: nn.Linear, beta: float
+) -> Tensor:
     """Actor-Mimic feature regression: beta * mean squared error of linear_map(student) vs expert features."""
     return beta * F.mse_loss(linear_map(student_features), expert_features.detach())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
@@ -30,7 +31,7 @@ def device_name() -> str:
     """The device that `auto` selects, in words."""
     if torch.cuda.is_available():
         return f"cuda ({torch.cuda.get_device_name(0)})"
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads)"
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
 def ours_experts(game: str, seconds: float, learning_starts: int, num_envs: int, overrides: list[str]) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """Benchmark forward+backward of the `cc` distillation loss relative to `ce` (same run, same device).
 
-Usage: python scripts/bench_cc.py [--json OUT] [--device cpu|cuda] [--repeats N] [--threads T]
-On CUDA each loss step is captured once in a CUDA graph and the replays are timed.
+Usage: python scripts/bench_cc.py [--json OUT] [--device cpu|cuda] [--repeats N] [--threads T] [--cnn]
+On CUDA each loss step is captured once in a CUDA graph and the replays are timed.  With --cnn
+the forward+backward of a Nature-DQN network (4x84x84 -> 18) at the same batch size is timed
+too, to put the loss cost in context.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from collections.abc import Callable
 
 import torch
+from torch import nn
 
 from actormimic.losses import distillation_loss
 
@@ -36,6 +39,22 @@ def _step(kind: str, student: torch.Tensor, teacher: torch.Tensor) -> Callable[[
         student.grad = None
         loss, _ = distillation_loss(kind, student, teacher)
         loss.backward()
+
+    return run
+
+
+def _cnn_step(batch: int, device: torch.device) -> Callable[[], None]:
+    """Forward+backward of a Nature-DQN network on random frames (context for the loss timings)."""
+    net = nn.Sequential(
+        nn.Conv2d(4, 32, 8, 4), nn.ReLU(), nn.Conv2d(32, 64, 4, 2), nn.ReLU(), nn.Conv2d(64, 64, 3, 1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(3136, 512), nn.ReLU(), nn.Linear(512, 18),
+    ).to(device)  # fmt: skip
+    frames = torch.rand(batch, 4, 84, 84, device=device)
+
+    def run() -> None:
+        for param in net.parameters():
+            param.grad = None
+        net(frames).logsumexp(-1).mean().backward()
 
     return run
 
@@ -82,6 +101,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cpu", "cuda"))
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave the default)")
+    parser.add_argument("--cnn", action="store_true", help="also time a Nature-DQN forward+backward per batch size")
     args = parser.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -92,19 +112,28 @@ def main() -> None:
         name, timer = torch.cuda.get_device_name(device), _time_cuda_graph
     else:
         name, timer = f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)", _time_cpu
-    print(f"device: {args.device} / {name}; torch {torch.__version__}; timing {'CUDA graph replay' if device.type == 'cuda' else 'wall clock'}")
-    print(f"{'K':>3} {'B':>5} {'ce ms':>9} {'cc ms':>9} {'cc/ce':>7}")
+    timing = "CUDA graph replay" if device.type == "cuda" else "wall clock"
+    print(f"device: {args.device} / {name}; torch {torch.__version__}; timing {timing}")
+    cnn = {b: timer(_cnn_step(b, device), min(args.repeats, 3)) for b in BATCHES} if args.cnn else {}
+    header = f"{'K':>3} {'B':>5} {'ce ms':>9} {'cc ms':>9} {'cc/ce':>7}"
+    print(header + (f" {'cnn ms':>9} {'cc/cnn':>7}" if cnn else ""))
     rows = []
     for k in KS:
         for batch in BATCHES:
             student, teacher = _inputs(batch, k, device)
             t_ce = timer(_step("ce", student, teacher), args.repeats)
             t_cc = timer(_step("cc", student, teacher), args.repeats)
-            rows.append({"K": k, "B": batch, "ce_s": t_ce, "cc_s": t_cc, "ratio": t_cc / t_ce})
-            print(f"{k:>3} {batch:>5} {t_ce * 1e3:9.3f} {t_cc * 1e3:9.3f} {t_cc / t_ce:7.1f}", flush=True)
+            row = {"K": k, "B": batch, "ce_s": t_ce, "cc_s": t_cc, "ratio": t_cc / t_ce}
+            line = f"{k:>3} {batch:>5} {t_ce * 1e3:9.3f} {t_cc * 1e3:9.3f} {t_cc / t_ce:7.1f}"
+            if cnn:
+                row.update(cnn_s=cnn[batch], cc_over_cnn=t_cc / cnn[batch])
+                line += f" {cnn[batch] * 1e3:9.1f} {t_cc / cnn[batch]:7.3f}"
+            rows.append(row)
+            print(line, flush=True)
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"device": args.device, "device_name": name, "torch": torch.__version__, "results": rows}, fh, indent=2)
+            meta = {"device": args.device, "device_name": name, "torch": torch.__version__}
+            json.dump({**meta, "threads": torch.get_num_threads(), "results": rows}, fh, indent=2)
 
 
 if __name__ == "__main__":

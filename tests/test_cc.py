@@ -40,7 +40,9 @@ def dd_newton(nodes: Sequence[float], dps: int) -> mp.mpf:
         col = [mp.exp(a) for a in x]
         for level in range(1, len(x)):
             col = [
-                mp.exp(x[i]) / mp.factorial(level) if x[i] == x[i + level] else (col[i + 1] - col[i]) / (x[i + level] - x[i])
+                mp.exp(x[i]) / mp.factorial(level)
+                if x[i] == x[i + level]
+                else (col[i + 1] - col[i]) / (x[i + level] - x[i])
                 for i in range(len(x) - level)
             ]
         return +col[0]
@@ -226,7 +228,8 @@ def test_shift_invariance() -> None:
 def test_gradcheck_float64() -> None:
     """torch.autograd.gradcheck on random, tied and widely spread logits."""
     gen = torch.Generator().manual_seed(3)
-    eta = torch.randn(4, 5, dtype=torch.float64, generator=gen) * torch.tensor([[1e-3], [1.0], [30.0], [300.0]], dtype=torch.float64)
+    scales = torch.tensor([[1e-3], [1.0], [30.0], [300.0]], dtype=torch.float64)
+    eta = torch.randn(4, 5, dtype=torch.float64, generator=gen) * scales
     eta[0, :2] = 0.25
     assert torch.autograd.gradcheck(log_partition, (eta.requires_grad_(True),))
 
