@@ -16,10 +16,6 @@ from actormimic.config import ConfigError, DistillConfig, ExpertsConfig, Quickst
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 
 
-class Interrupted(Exception):
-    """The run stopped on SIGINT/SIGTERM after saving a checkpoint."""
-
-
 def _add_run_options(parser: argparse.ArgumentParser, default_out: str) -> None:
     """Options shared by the training commands."""
     parser.add_argument("--config", metavar="FILE", help="YAML config (see configs/); defaults otherwise")
@@ -164,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     from actormimic.checkpoint import CheckpointError
-    from actormimic.runtime import RunError
+    from actormimic.runtime import Interrupted, RunError
 
     parser = build_parser()
     args = parser.parse_args(argv)

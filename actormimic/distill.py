@@ -22,8 +22,8 @@ from actormimic.evaluation import evaluate_policy, game_result, get_protocol, ra
 from actormimic.loop import Every, GameStream, RunClock, UpdateCredit
 from actormimic.replay import ReplayBuffer
 from actormimic.reports import markdown_scores_table
-from actormimic.runtime import (Monitor, RunError, StopRequested, prepare_run_dir, rng_state, save_config,
-                                seed_everything, select_device, set_rng_state, write_json)
+from actormimic.runtime import (Interrupted, Monitor, RunError, StopRequested, prepare_run_dir, rng_state,
+                                save_config, seed_everything, select_device, set_rng_state, write_json)
 from actormimic.train_experts import check_games
 from agents.amn import ActorMimicLearner, Student
 from agents.dqn import epsilon_schedule
@@ -67,7 +67,8 @@ def distill(config: DistillConfig, out: str, *, experts: Sequence[str] = (), res
     paths = expert_paths(games, experts, config.experts)
     device = select_device(config.device, config.cpu_threads)
     preset = get_preset(config.preset)
-    envs = {game: make_vector_env(game, preset, config.num_envs, config.seed + 1000 * i) for i, game in enumerate(games)}
+    envs = {game: make_vector_env(game, preset, config.num_envs, config.seed + 1000 * i)
+            for i, game in enumerate(games)}
     try:
         teachers = {game: _load_teacher(paths[game], game, preset.name, envs[game], device) for game in games}
         folder = prepare_run_dir(out, resume=resume, overwrite=overwrite, marker=STUDENT)
@@ -94,10 +95,10 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
     seed_everything(config.seed)
     first = envs[games[0]]
     obs_shape = (max(envs[g].obs_shape[0] for g in games), *first.obs_shape[1:])  # MinAtar channels differ
+    feature_dims = {g: t.network.torso.out_features for g, t in teachers.items()} if config.feature_beta else None
     student = Student(arch_for_obs_shape(obs_shape), obs_shape, games,
                       {game: list(envs[game].action_ids) for game in games}, per_game_heads=config.per_game_heads,
-                      expert_feature_dims={g: t.network.torso.out_features for g, t in teachers.items()} if config.feature_beta else None,
-                      ).to(device)
+                      expert_feature_dims=feature_dims).to(device)
     learner = ActorMimicLearner(student, loss=config.loss, temperature=config.temperature,
                                 temperature_on=config.temperature_on, lr=config.lr, adam_eps=config.adam_eps,
                                 max_grad_norm=config.max_grad_norm, feature_beta=config.feature_beta,
@@ -132,6 +133,7 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
                                   config, eval_seed, device) for game in games}
     total_steps = config.steps * (len(games) if config.schedule == "blocks" else 1)
     monitor = Monitor(folder / "tb", f"distill-{config.loss}", config.preset, total_steps, config.log_interval)
+
     def check_finite() -> None:
         """Stop, keeping the last good checkpoint, once any game's loss went non-finite."""
         bad = learner.first_non_finite()
@@ -212,7 +214,6 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
             counters["throughput"] = clock.throughput(counters["step"])
             save(finished=not stop.requested)
             if stop.requested:
-                from actormimic.cli import Interrupted
 
                 raise Interrupted(f"stopped at step {counters['step']:,}; checkpoint {folder / STUDENT} "
                                   f"(continue with --resume)")

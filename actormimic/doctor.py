@@ -48,7 +48,8 @@ def doctor() -> None:
     print(f"python       {platform.python_version()} ({platform.machine()})")
     for module in REQUIRED + OPTIONAL:
         version = _version(module)
-        note = "" if version else ("  <- MISSING (required)" if module in REQUIRED else "  (optional: pip install -e '.[minatar]')")
+        optional = "  (optional: pip install -e '.[minatar]')"
+        note = "" if version else ("  <- MISSING (required)" if module in REQUIRED else optional)
         print(f"{module:<18} {version or 'not installed'}{note}")
         if version is None and module in REQUIRED:
             missing.append(module)

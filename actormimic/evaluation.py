@@ -16,7 +16,7 @@ import torch
 from actormimic import stats
 from actormimic.reports import game_result, markdown_scores_table
 from actormimic.runtime import RunError, select_device, write_json
-from envs import Preset, get_preset, is_minatar, make_vector_env, resolve_game, safe_name
+from envs import Preset, get_preset, is_minatar, make_vector_env, resolve_game
 
 Policy = Callable[[torch.Tensor], torch.Tensor]
 
@@ -58,7 +58,8 @@ def get_protocol(name: str, game: str, *, episodes: int | None = None, epsilon: 
     if name not in PROTOCOL_NAMES:
         raise RunError(f"unknown protocol {name!r} (allowed: auto, {', '.join(PROTOCOL_NAMES)})")
     if minatar != (name == "minatar"):
-        raise RunError(f"protocol {name} does not apply to {game} ({'minatar' if minatar else 'nature or machado'} does)")
+        fitting = "minatar" if minatar else "nature or machado"
+        raise RunError(f"protocol {name} does not apply to {game} ({fitting} does)")
     protocol = _protocols()[name]
     if episodes is not None:
         if episodes < 1:

@@ -23,6 +23,10 @@ class RunError(RuntimeError):
     """A problem the user can fix (bad input, missing file); the CLI exits with code 2."""
 
 
+class Interrupted(Exception):
+    """The run stopped on SIGINT/SIGTERM after saving a checkpoint; the CLI exits with code 130."""
+
+
 def select_device(name: str, cpu_threads: int | None = None) -> torch.device:
     """'auto' -> cuda when present, else cpu; 'cuda' without a GPU is an error.
 

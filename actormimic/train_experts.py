@@ -20,8 +20,8 @@ from actormimic.config import ExpertsConfig, config_to_dict
 from actormimic.evaluation import evaluate_policy, game_result, get_protocol, random_score, resolve_checked
 from actormimic.loop import Every, GameStream, RunClock, UpdateCredit
 from actormimic.replay import ReplayBuffer
-from actormimic.runtime import (Monitor, RunError, StopRequested, prepare_run_dir, rng_state, save_config,
-                                seed_everything, select_device, set_rng_state, write_json)
+from actormimic.runtime import (Interrupted, Monitor, RunError, StopRequested, prepare_run_dir, rng_state,
+                                save_config, seed_everything, select_device, set_rng_state, write_json)
 from agents.dqn import DQN, epsilon_schedule
 from agents.networks import QNetwork, arch_for_obs_shape
 from envs import get_preset, is_minatar, make_vector_env, safe_name
@@ -118,7 +118,8 @@ def train_one_game(config: ExpertsConfig, game: str, folder: Path) -> dict[str, 
                    generator=generator.get_state(), eval=final_eval)
 
     credit = UpdateCredit(config.updates_per_step)
-    eval_due, checkpoint_due = Every(config.eval.interval, counters["step"]), Every(config.checkpoint_interval, counters["step"])
+    eval_due = Every(config.eval.interval, counters["step"])
+    checkpoint_due = Every(config.checkpoint_interval, counters["step"])
     refill_until = counters["step"] + min(config.learning_starts, config.replay_capacity) if resume_state else 0
     metrics: dict[str, torch.Tensor] = {}
     clock = RunClock(config.time_limit_minutes)
@@ -146,7 +147,6 @@ def train_one_game(config: ExpertsConfig, game: str, folder: Path) -> dict[str, 
                     monitor.progress(counters["step"], counters["updates"], f"eps {epsilon:.3f}")
             if stop.requested:
                 save_last(finished=False)
-                from actormimic.cli import Interrupted
 
                 raise Interrupted(f"{game} stopped at step {counters['step']:,}; checkpoint {folder / LAST} "
                                   f"(continue with --resume)")
@@ -193,7 +193,8 @@ def _load_resume(path: Path) -> dict[str, Any] | None:
 def _init_torso(q_net: QNetwork, student_path: str) -> None:
     """Copy a student's torso weights into the expert network (Actor-Mimic transfer)."""
     student = load_checkpoint(student_path, kind="student")
-    if student["student"]["arch"] != q_net.spec["arch"] or list(student["student"]["obs_shape"]) != list(q_net.spec["obs_shape"]):
+    torso = (student["student"]["arch"], list(student["student"]["obs_shape"]))
+    if torso != (q_net.spec["arch"], list(q_net.spec["obs_shape"])):
         raise RunError(f"--init-from {student_path}: the student's torso ({student['student']['arch']}, "
                        f"{student['student']['obs_shape']}) does not fit this game's network ({q_net.spec})")
     torso = {k.removeprefix("torso."): v for k, v in student["model"].items() if k.startswith("torso.")}

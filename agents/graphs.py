@@ -53,7 +53,7 @@ class GraphedStep:
             try:
                 self._capture(static)
             except Exception as error:  # capture failures come as RuntimeError or backend-specific types
-                warnings.warn(f"CUDA graph capture failed, running the update eagerly: {error}")
+                warnings.warn(f"CUDA graph capture failed, running the update eagerly: {error}", stacklevel=2)
                 self.enabled = False
                 return self(inputs)
         assert self._graph is not None and self._outputs is not None

@@ -34,7 +34,8 @@ def device_name() -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
-def ours_experts(game: str, seconds: float, learning_starts: int, num_envs: int, overrides: list[str]) -> dict[str, Any]:
+def ours_experts(game: str, seconds: float, learning_starts: int, num_envs: int,
+                 overrides: list[str]) -> dict[str, Any]:
     """Our trainer for `seconds` after learning starts; steps/s from its own clock."""
     config = load_config(ExpertsConfig, None, [
         f"games=['{game}']", f"preset={'minatar' if is_minatar(game) else 'nature'}", "steps=100000000",
@@ -48,9 +49,8 @@ def ours_experts(game: str, seconds: float, learning_starts: int, num_envs: int,
         train_one_game(config, game, folder)
         counters = load_checkpoint(folder / "expert.pt", kind="expert")["counters"]
     throughput = counters["throughput"]
-    return {"steps": throughput["steps_after_learning_starts"], "seconds": throughput["seconds_after_learning_starts"],
-            "steps_per_s": throughput["steps_after_learning_starts"] / max(throughput["seconds_after_learning_starts"], 1e-9),
-            "num_envs": num_envs}
+    steps, seconds = throughput["steps_after_learning_starts"], throughput["seconds_after_learning_starts"]
+    return {"steps": steps, "seconds": seconds, "steps_per_s": steps / max(seconds, 1e-9), "num_envs": num_envs}
 
 
 def sb3_experts(game: str, seconds: float, learning_starts: int) -> dict[str, Any]:

@@ -455,7 +455,7 @@ def test_minatar_truncation_and_stack():
     assert env.obs_shape == (2 * c, 10, 10)
     obs = env.reset()
     assert not obs[:, :c].any() and obs[:, c:].any()
-    for t in range(10):
+    for _ in range(10):
         r = env.step(np.full(2, 1))  # UP
         assert np.all(_stack_continues(obs, r.obs, c))
         obs = r.obs

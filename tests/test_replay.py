@@ -160,7 +160,7 @@ class Driver:
         """All real transitions with a fully recorded n-step window, keyed by (env, frame id of obs)."""
         n, gamma = self.buf.n_step, self.buf.gamma
         out = {}
-        for e, column in enumerate(self.steps):
+        for column in self.steps:
             for i, st in enumerate(column):
                 if st.autoreset:
                     continue
