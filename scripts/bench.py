@@ -94,7 +94,8 @@ def bench_experts(args: argparse.Namespace) -> dict[str, Any]:
     """Our trainer and SB3's DQN, one after the other in the same process."""
     game = resolve_game(args.game)
     result: dict[str, Any] = {"benchmark": "experts", "game": game, "device": device_name(),
-                              "seconds": args.seconds, "replay_ratio": "1 batch-32 update per 4 agent steps"}
+                              "seconds": args.seconds, "replay_ratio": "1 batch-32 update per 4 agent steps",
+                              "our_overrides": args.set}
     result["ours"] = ours_experts(game, args.seconds, args.learning_starts, args.num_envs, args.set)
     if not is_minatar(game):
         result["sb3"] = sb3_experts(game, args.seconds, args.learning_starts)
@@ -112,7 +113,7 @@ def bench_distill(args: argparse.Namespace) -> dict[str, Any]:
     games = [resolve_game(g) for g in args.games]
     preset = "minatar" if is_minatar(games[0]) else "nature"
     result: dict[str, Any] = {"benchmark": "distill", "games": games, "device": device_name(),
-                              "seconds": args.seconds, "losses": {}}
+                              "seconds": args.seconds, "our_overrides": args.set, "losses": {}}
     with tempfile.TemporaryDirectory() as tmp:
         experts = []
         for game in games:

@@ -14,15 +14,6 @@ MINATAR = (4, 10, 10)
 NATURE = (4, 84, 84)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: one intra-op thread is as fast and does not stall on a busy shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class Batch(NamedTuple):
     obs: Tensor
     action: Tensor

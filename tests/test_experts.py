@@ -16,15 +16,6 @@ PONG_ACTIONS = [0, 1, 3, 4, 11, 12]
 ATARI = (4, 84, 84)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: one intra-op thread is as fast and does not stall on a busy shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class FrameStackedAtari(gym.Env):
     """Stand-in for AtariWrapper + VecFrameStack(4): channel-last uint8 (84, 84, 4), which SB3 transposes."""
 

@@ -36,15 +36,6 @@ def _load_script():
 peer = _load_script()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: one intra-op thread is as fast and does not stall on a busy shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_smoke_run_writes_eval_json_and_tb(tmp_path: Path) -> None:
     out = tmp_path / "sb3"
     result = peer.main(["--game", GAME, "--steps", "400", "--seed", "3", "--out", str(out), "--config", str(CONFIG),
