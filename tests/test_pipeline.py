@@ -16,6 +16,8 @@ import torch
 from actormimic.checkpoint import load_checkpoint, save_checkpoint
 from actormimic.cli import main
 from actormimic.reports import read_eval_curves
+from actormimic.train_experts import _init_torso
+from agents.networks import QNetwork
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = str(ROOT / "configs" / "smoke.yaml")
@@ -29,7 +31,7 @@ def experts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two tiny MinAtar experts trained through the CLI."""
     out = tmp_path_factory.mktemp("experts")
     code = main(["train-experts", "--config", SMOKE, "--games", "MinAtar/Breakout", "MinAtar/SpaceInvaders",
-                 "--steps", "1600", "--out", str(out), "--overwrite"])
+                 "--steps", "1600", "--parallel", "2", "--out", str(out), "--overwrite"])
     assert code == 0
     return out
 
@@ -50,12 +52,15 @@ def test_train_experts_writes_checkpoints_eval_and_tensorboard(experts: Path) ->
     assert (experts / "config.yaml").exists()
 
 
-@pytest.mark.parametrize("loss", ["ce", "cc"])
-def test_distill_and_evaluate_a_student(experts: Path, tmp_path: Path, loss: str,
+@pytest.mark.parametrize(("loss", "variant"), [
+    ("ce", []),
+    ("cc", ["--set", "schedule=blocks", "--set", "block_steps=400", "--set", "feature_beta=0.01"]),
+])
+def test_distill_and_evaluate_a_student(experts: Path, tmp_path: Path, loss: str, variant: list[str],
                                         capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / f"student-{loss}"
     code = main(["distill", "--games", "MinAtar/Breakout", "MinAtar/SpaceInvaders", "--experts", str(experts),
-                 "--loss", loss, "--out", str(out), *TINY_DISTILL])
+                 "--loss", loss, "--out", str(out), *TINY_DISTILL, *variant])
     assert code == 0
     student = load_checkpoint(out / "student.pt", kind="student")
     assert student["method"] == loss and student["counters"]["updates"] > 0
@@ -72,6 +77,12 @@ def test_distill_and_evaluate_a_student(experts: Path, tmp_path: Path, loss: str
     evaluated = json.loads(report.read_text())
     assert evaluated["kind"] == "student" and evaluated["method"] == loss
     assert len(evaluated["games"]["MinAtar/Breakout"]["returns"]) == 4
+    assert evaluated["games"]["MinAtar/Breakout"]["expert_mean"] is not None
+
+    q_net = QNetwork("minatar", (6, 10, 10), 4)  # SpaceInvaders: the student's input has its 6 channels
+    _init_torso(q_net, str(out / "student.pt"))
+    torso = {k.removeprefix("torso."): v for k, v in student["model"].items() if k.startswith("torso.")}
+    assert all(torch.equal(q_net.torso.state_dict()[k], v) for k, v in torso.items())
 
 
 def test_evaluation_is_deterministic_for_a_seed(experts: Path, tmp_path: Path) -> None:

@@ -1,0 +1,112 @@
+"""Evaluation protocols: their settings, epsilon, episode quotas, the frame cap and no-op starts."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+import actormimic.evaluation as evaluation
+from actormimic.evaluation import evaluate_policy, get_protocol
+from actormimic.runtime import RunError
+from envs import StepResult, get_preset, make_vector_env
+
+
+def test_protocol_settings() -> None:
+    nature = get_protocol("nature", "Pong")
+    assert (nature.episodes, nature.epsilon) == (30, 0.05)
+    assert nature.preset.max_episode_frames == 18_000 and nature.preset.sticky_action_prob == 0.0
+    assert nature.preset.noop_max == 30 and not nature.preset.episodic_life
+    machado = get_protocol("machado", "Pong")
+    assert (machado.epsilon, machado.preset.sticky_action_prob, machado.preset.max_episode_frames) == (0.01, 0.25,
+                                                                                                      108_000)
+    assert get_protocol("auto", "MinAtar/Breakout").name == "minatar"
+    assert get_protocol("auto", "Pong", episodes=5, epsilon=0.2).episodes == 5
+    assert set(nature.to_dict()) >= {"name", "epsilon", "episodes", "sticky_action_prob", "max_episode_frames"}
+
+
+@pytest.mark.parametrize(("name", "game"), [("nature", "MinAtar/Breakout"), ("minatar", "Pong"), ("atari", "Pong")])
+def test_protocol_must_fit_the_game(name: str, game: str) -> None:
+    with pytest.raises(RunError):
+        get_protocol(name, game)
+
+
+class ScriptedEnv:
+    """A vector env whose games last `length` steps and score the action taken; records actions."""
+
+    def __init__(self, num_envs: int, length: int, action_ids: tuple[int, ...]) -> None:
+        self.num_envs, self.length, self.action_ids = num_envs, length, action_ids
+        self.t = np.zeros(num_envs, dtype=int)
+        self.actions: list[np.ndarray] = []
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        return np.zeros((self.num_envs, 1, 10, 10), dtype=np.uint8)
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        self.actions.append(actions.copy())
+        self.t += 1
+        done = self.t % self.length == 0
+        zeros = np.zeros(self.num_envs, dtype=bool)
+        finished = [(i, float(self.length), self.length) for i in np.flatnonzero(done)]
+        return StepResult(self.reset(), np.zeros(self.num_envs, np.float32), np.zeros(self.num_envs, np.float32),
+                          done, zeros, zeros, done, finished)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def scripted(monkeypatch: pytest.MonkeyPatch) -> list[ScriptedEnv]:
+    made: list[ScriptedEnv] = []
+
+    def make(game: str, preset: object, num_envs: int, seed: int) -> ScriptedEnv:
+        made.append(ScriptedEnv(num_envs, length=5, action_ids=(0, 1, 3, 4)))
+        return made[-1]
+
+    monkeypatch.setattr(evaluation, "make_vector_env", make)
+    return made
+
+
+def test_epsilon_is_honoured(scripted: list[ScriptedEnv]) -> None:
+    greedy = lambda obs: torch.full((len(obs),), 2, dtype=torch.long)  # noqa: E731 (ALE id 3 = env index 2)
+    for epsilon in (0.0, 0.5, 1.0):
+        protocol = dataclasses.replace(get_protocol("minatar", "MinAtar/Breakout"), epsilon=epsilon, episodes=400)
+        evaluate_policy(greedy, [0, 1, 3, 4], "MinAtar/Breakout", protocol, num_envs=8, seed=1)
+        actions = np.concatenate(scripted[-1].actions)
+        off_greedy = float(np.mean(actions != 2))
+        expected = epsilon * 3 / 4  # a random pick is the greedy action 1 time in 4
+        assert abs(off_greedy - expected) < 0.03, (epsilon, off_greedy)
+
+
+def test_every_env_plays_a_fixed_share_of_the_episodes(scripted: list[ScriptedEnv]) -> None:
+    protocol = dataclasses.replace(get_protocol("minatar", "MinAtar/Breakout"), episodes=13, epsilon=0.0)
+    returns = evaluate_policy(lambda obs: torch.zeros(len(obs), dtype=torch.long), [0, 1, 3, 4],
+                              "MinAtar/Breakout", protocol, num_envs=4, seed=0)
+    assert returns == [5.0] * 13
+
+
+def test_agent_actions_outside_the_protocol_action_set_are_refused(scripted: list[ScriptedEnv]) -> None:
+    protocol = get_protocol("minatar", "MinAtar/Breakout", episodes=2)
+    with pytest.raises(RunError, match="not in the minatar action set"):
+        evaluate_policy(lambda obs: torch.zeros(len(obs), dtype=torch.long), [0, 17], "MinAtar/Breakout", protocol)
+
+
+def test_frame_cap_ends_evaluation_episodes() -> None:
+    protocol = get_protocol("nature", "Pong", episodes=3, epsilon=0.0)
+    capped = dataclasses.replace(protocol, preset=dataclasses.replace(protocol.preset, max_episode_frames=400))
+    returns = evaluate_policy(lambda obs: torch.zeros(len(obs), dtype=torch.long), [0, 1, 3, 4, 11, 12], "Pong",
+                              capped, num_envs=3, seed=0)
+    assert len(returns) == 3 and all(r <= 0 for r in returns)  # NOOP for 100 steps: at most a few lost points
+
+
+def test_no_op_starts_stay_within_bounds_and_vary() -> None:
+    preset = dataclasses.replace(get_preset("nature"), fire_reset=False)
+    env = make_vector_env("Pong", preset, 8, seed=3)
+    try:
+        _, info = env._env.reset(seed=np.arange(8))  # the backend reports the frames played at reset
+        frames = np.asarray(info["episode_frame_number"])
+    finally:
+        env.close()
+    assert frames.max() <= preset.noop_max * preset.frame_skip and len(set(frames.tolist())) > 1
