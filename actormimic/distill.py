@@ -160,7 +160,7 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
             returns = evaluate_policy(lambda obs, g=game: student.logits(obs, g).argmax(-1), envs[game].action_ids,
                                       game, (final_protocol if final else protocol)[game],
                                       num_envs=config.eval.num_envs, seed=eval_seed, device=device)
-            results[game] = game_result(game, returns, random=random_score(game, protocol[game], seed=config.seed),
+            results[game] = game_result(game, returns, random=random_score(game, protocol[game]),
                                         expert_mean=expert_scores[game])
             tag = safe_name(game)
             monitor.scalars({f"eval/{tag}/score": results[game]["mean"]}, counters["step"])

@@ -6,6 +6,7 @@ Scores are always raw, unclipped, full-game returns (game over or the protocol's
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -19,6 +20,7 @@ from actormimic.runtime import RunError, select_device, write_json
 from envs import Preset, get_preset, is_minatar, make_vector_env, resolve_game
 
 Policy = Callable[[torch.Tensor], torch.Tensor]
+RANDOM_BASELINE_SEED = 7919
 
 
 @dataclass(frozen=True)
@@ -111,16 +113,18 @@ def evaluate_policy(
     return [value for per_env in returns for value in per_env]
 
 
-def random_score(game: str, protocol: Protocol, *, num_envs: int = 8, seed: int = 0) -> float:
-    """Mean raw score of the uniform random policy (the published table for Atari games)."""
+@functools.lru_cache(maxsize=None)
+def random_score(game: str, protocol: Protocol) -> float:
+    """Mean raw score of the uniform random policy: the published table for Atari games, else 100
+    episodes under the protocol with a fixed seed (the same baseline for every run and seed)."""
     if game in stats.RANDOM_SCORES:
         return stats.RANDOM_SCORES[game]
-    env_actions = make_vector_env(game, protocol.preset, 1, seed)
-    actions = list(env_actions.action_ids)
-    env_actions.close()
-    uniform = dataclasses.replace(protocol, epsilon=1.0)
+    probe = make_vector_env(game, protocol.preset, 1, 0)
+    actions = list(probe.action_ids)
+    probe.close()
+    uniform = dataclasses.replace(protocol, epsilon=1.0, episodes=100)
     return float(np.mean(evaluate_policy(lambda obs: torch.zeros(len(obs), dtype=torch.long), actions, game,
-                                         uniform, num_envs=num_envs, seed=seed + 7919)))
+                                         uniform, num_envs=8, seed=RANDOM_BASELINE_SEED)))
 
 
 def aggregate_games(games: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -153,7 +157,7 @@ def evaluate_checkpoint(
         returns = evaluate_policy(policy, actions, game, proto, num_envs=num_envs, seed=seed, device=dev)
         expert_mean = (float(np.mean(returns)) if policies.kind == "expert"
                        else _expert_reference(policies, game, proto, seed, num_envs, dev))
-        results["games"][game] = game_result(game, returns, random=random_score(game, proto, seed=seed),
+        results["games"][game] = game_result(game, returns, random=random_score(game, proto),
                                              expert_mean=expert_mean)
     results["aggregate"] = aggregate_games(results["games"])
     print(markdown_scores_table(results), flush=True)

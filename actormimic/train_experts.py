@@ -169,7 +169,7 @@ def _final_eval(game: str, folder: Path, protocol: Any, config: ExpertsConfig, d
     protocol = dataclasses.replace(protocol, episodes=config.eval.final_episodes)
     returns = evaluate_policy(lambda obs: q_net(obs).argmax(-1), best["action_ids"], game, protocol,
                               num_envs=config.eval.num_envs, seed=config.seed + 20_000, device=device)
-    entry = game_result(game, returns, random=random_score(game, protocol, seed=config.seed), expert_mean=None)
+    entry = game_result(game, returns, random=random_score(game, protocol), expert_mean=None)
     entry["expert_mean"] = entry["mean"]
     entry["expert_normalized"] = 1.0
     result = {"protocol": protocol.to_dict(), "checkpoint": str(folder / BEST), "kind": "expert",

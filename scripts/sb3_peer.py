@@ -368,7 +368,7 @@ class PeerRun:
         protocol = dataclasses.replace(self.protocol, episodes=config.eval.final_episodes)
         returns = evaluate_policy(lambda obs: network(obs).argmax(-1), self.action_ids, game, protocol,
                                   num_envs=config.eval.num_envs, seed=config.seed + 20_000, device=self.device)
-        entry = game_result(game, returns, random=random_score(game, protocol, seed=config.seed), expert_mean=None)
+        entry = game_result(game, returns, random=random_score(game, protocol), expert_mean=None)
         return {"protocol": protocol.to_dict(), "checkpoint": "sb3", "kind": "expert", "method": METHOD,
                 "seed": config.seed, "games": {game: entry}, "aggregate": {}}
 
