@@ -215,9 +215,13 @@ def score_table(runs: Sequence[dict], human_table: str = "agent57", n_boot: int 
     return {"protocol": protocol, "human_table": human_table, "methods": methods}
 
 
+_LABEL_KEYS = (("episodes", "episodes"), ("epsilon", "epsilon"), ("sticky_action_prob", "sticky"),
+               ("noop_max", "no-ops"), ("max_episode_frames", "cap"))
+
+
 def _protocol_label(protocol: dict) -> str:
-    """Protocol name followed by its settings, e.g. "nature (noop_max=30, sticky=0.0)"."""
-    settings = ", ".join(f"{k}={v}" for k, v in sorted(protocol.items()) if k != "name")
+    """Protocol name and its defining settings, e.g. "nature (episodes=30, epsilon=0.05, sticky=0.0, ...)"."""
+    settings = ", ".join(f"{label}={protocol[key]}" for key, label in _LABEL_KEYS if key in protocol)
     return f"{protocol['name']} ({settings})" if settings else protocol["name"]
 
 

@@ -42,7 +42,7 @@ def write_eval(
 ) -> dict:
     """Write a synthetic eval.json into folder and return its content."""
     result = {
-        "protocol": {"name": protocol, "noop_max": 30, "sticky_actions": 0.0},
+        "protocol": {"name": protocol, "noop_max": 30, "sticky_action_prob": 0.0},
         "checkpoint": str(folder / "final.pt"),
         "kind": kind,
         "method": method,
@@ -164,11 +164,11 @@ def test_score_table_values(runs_root: Path) -> None:
 def test_markdown_and_csv_name_the_protocol(runs_root: Path) -> None:
     table = score_table(load_runs([runs_root]), n_boot=100)
     markdown = to_markdown(table)
-    assert "protocol: nature (noop_max=30, sticky_actions=0.0)" in markdown
+    assert "protocol: nature (sticky=0.0, no-ops=30)" in markdown
     assert "| Pong | cc | 3 | 15 |" in markdown and "| cc | expert-normalized | 3 | 3 |" in markdown
     rows = list(csv.DictReader(io.StringIO(to_csv(table))))
     assert len(rows) == 9
-    assert {row["protocol"] for row in rows} == {"nature (noop_max=30, sticky_actions=0.0)"}
+    assert {row["protocol"] for row in rows} == {"nature (sticky=0.0, no-ops=30)"}
     minatar = next(r for r in rows if r["method"] == "ce" and r["game"] == "MinAtar/Breakout")
     assert minatar["human_normalized"] == "" and float(minatar["expert_normalized"]) > 0
 
