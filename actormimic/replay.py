@@ -96,6 +96,7 @@ class ReplayBuffer:
         self._env_ids = torch.arange(num_envs, device=d)
         self._ages = torch.arange(stack - 1, -1, -1, device=d)
         self._t = 0
+        self._census_cache: tuple[int, tuple[Tensor, ...]] | None = None  # valid while _t is unchanged
         self._started = False
 
     @property
@@ -156,7 +157,9 @@ class ReplayBuffer:
         """Draw ``batch_size`` transitions uniformly (with replacement) from the sampleable ones."""
         if self._t == 0:
             raise ValueError("the buffer holds no transitions")
-        first, bulk, band, cum, total = self._census()
+        if self._census_cache is None or self._census_cache[0] != self._t:
+            self._census_cache = (self._t, self._census())
+        first, bulk, band, cum, total = self._census_cache[1]
         torch._assert_async(total > 0, "ReplayBuffer.sample: no sampleable transitions")
         u = torch.rand(batch_size, generator=generator, device=self.device, dtype=torch.float64)
         u = torch.minimum(u.mul_(total).long(), total - 1)
@@ -196,6 +199,7 @@ class ReplayBuffer:
                 raise ValueError(f"{name}: saved shape {tuple(state[name].shape)} != {tuple(tensor.shape)}")
             tensor.copy_(state[name])
         self._t, self._started = int(state["t"]), bool(state["started"])
+        self._census_cache = None
 
     def _tensors(self) -> dict[str, Tensor]:
         """Storage tensors by name."""
