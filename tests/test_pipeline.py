@@ -184,3 +184,23 @@ def test_sigterm_checkpoints_and_resume_finishes(tmp_path: Path) -> None:
     resumed = load_checkpoint(out / "MinAtar-Breakout" / "expert.pt", kind="expert")
     assert resumed["counters"]["finished"] and resumed["counters"]["step"] >= stopped_at + 800
     assert resumed["counters"]["updates"] > state["counters"]["updates"]
+
+
+def test_quickstart_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "quick.yaml"
+    config.write_text("""
+experts: {games: [MinAtar/Breakout], preset: minatar, steps: 1200, num_envs: 4, replay_capacity: 2000,
+          batch_size: 16, learning_starts: 400, eval: {interval: 600, episodes: 2, final_episodes: 3, num_envs: 2}}
+distill: {steps: 800, num_envs: 4, replay_capacity: 2000, batch_size: 16, learning_starts: 200,
+          eval: {interval: 400, episodes: 2, final_episodes: 3, num_envs: 2}}
+losses: [ce, cc]
+""")
+    out = tmp_path / "quick"
+    assert main(["quickstart", "--config", str(config), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| MinAtar/Breakout | cc |" in printed and "tensorboard --logdir" in printed
+    for name in ("scores.md", "scores.csv", "scores.json", "curves.png"):
+        assert (out / name).stat().st_size > 0
+    assert main(["quickstart", "--config", str(config), "--out", str(out)]) == 2  # never overwritten silently
+    assert main(["quickstart", "--config", str(config), "--out", str(out), "--resume"]) == 0
+    assert "already finished" in capsys.readouterr().out
