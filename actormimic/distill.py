@@ -18,10 +18,10 @@ import torch
 
 from actormimic.checkpoint import load_checkpoint, save_checkpoint
 from actormimic.config import DistillConfig, config_to_dict
-from actormimic.evaluation import evaluate_policy, game_result, get_protocol, random_score, aggregate_games
+from actormimic.evaluation import aggregate_games, evaluate_policy, get_protocol, random_score
 from actormimic.loop import Every, GameStream, RunClock, UpdateCredit
 from actormimic.replay import ReplayBuffer
-from actormimic.reports import markdown_scores_table
+from actormimic.reports import game_result, markdown_scores_table
 from actormimic.runtime import (Interrupted, Monitor, RunError, StopRequested, prepare_run_dir, rng_state,
                                 save_config, seed_everything, select_device, set_rng_state, write_json)
 from actormimic.train_experts import check_games
@@ -46,9 +46,10 @@ def expert_paths(games: Sequence[str], cli_experts: Sequence[str], configured: d
         if not folder.is_dir():
             raise RunError(f"--experts {item}: not a folder (give a train-experts output folder or GAME=PATH)")
         for game in games:
-            candidate = folder / safe_name(game) / "expert-best.pt"
-            if candidate.exists() or (folder / safe_name(game) / "expert.pt").exists():
-                paths.setdefault(game, candidate if candidate.exists() else folder / safe_name(game) / "expert.pt")
+            found = [folder / safe_name(game) / name for name in ("expert-best.pt", "expert.pt")]
+            found = [path for path in found if path.exists()]
+            if found:
+                paths.setdefault(game, found[0])
     missing = [game for game in games if game not in paths]
     if missing:
         raise RunError(f"no expert for {', '.join(missing)}: pass --experts DIR (a train-experts output folder) "
@@ -214,7 +215,6 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
             counters["throughput"] = clock.throughput(counters["step"])
             save(finished=not stop.requested)
             if stop.requested:
-
                 raise Interrupted(f"stopped at step {counters['step']:,}; checkpoint {folder / STUDENT} "
                                   f"(continue with --resume)")
         results = evaluate(final=True)

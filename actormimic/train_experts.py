@@ -17,9 +17,10 @@ import torch
 
 from actormimic.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from actormimic.config import ExpertsConfig, config_to_dict
-from actormimic.evaluation import evaluate_policy, game_result, get_protocol, random_score, resolve_checked
+from actormimic.evaluation import evaluate_policy, get_protocol, random_score, resolve_checked
 from actormimic.loop import Every, GameStream, RunClock, UpdateCredit
 from actormimic.replay import ReplayBuffer
+from actormimic.reports import game_result
 from actormimic.runtime import (Interrupted, Monitor, RunError, StopRequested, prepare_run_dir, rng_state,
                                 save_config, seed_everything, select_device, set_rng_state, write_json)
 from agents.dqn import DQN, epsilon_schedule
@@ -147,7 +148,6 @@ def train_one_game(config: ExpertsConfig, game: str, folder: Path) -> dict[str, 
                     monitor.progress(counters["step"], counters["updates"], f"eps {epsilon:.3f}")
             if stop.requested:
                 save_last(finished=False)
-
                 raise Interrupted(f"{game} stopped at step {counters['step']:,}; checkpoint {folder / LAST} "
                                   f"(continue with --resume)")
         counters["throughput"] = clock.throughput(counters["step"])
@@ -193,8 +193,8 @@ def _load_resume(path: Path) -> dict[str, Any] | None:
 def _init_torso(q_net: QNetwork, student_path: str) -> None:
     """Copy a student's torso weights into the expert network (Actor-Mimic transfer)."""
     student = load_checkpoint(student_path, kind="student")
-    torso = (student["student"]["arch"], list(student["student"]["obs_shape"]))
-    if torso != (q_net.spec["arch"], list(q_net.spec["obs_shape"])):
+    shape = (student["student"]["arch"], list(student["student"]["obs_shape"]))
+    if shape != (q_net.spec["arch"], list(q_net.spec["obs_shape"])):
         raise RunError(f"--init-from {student_path}: the student's torso ({student['student']['arch']}, "
                        f"{student['student']['obs_shape']}) does not fit this game's network ({q_net.spec})")
     torso = {k.removeprefix("torso."): v for k, v in student["model"].items() if k.startswith("torso.")}
