@@ -102,8 +102,11 @@ def _squaring_steps(s: Tensor) -> int:
     return int(s.max())  # reading a CPU scalar is not a device synchronisation
 
 
-def _log_dd_exp(z: Tensor) -> tuple[Tensor, Tensor]:
-    """log of the divided difference of exp at nodes z (B, K) and its gradient; needs max 0, min >= -ZCAP."""
+def _log_dd_exp(z: Tensor, last: Tensor) -> tuple[Tensor, Tensor]:
+    """log of the divided difference of exp at nodes z[b, :last[b] + 1] (B, K) and its gradient (zero past
+    last[b]); needs max 0 and min >= -ZCAP.  The prefix's value is the corner exp(Z)[last, 0] of the full
+    bidiagonal Z: the leading block of the exponential of a lower-triangular matrix is the exponential of
+    its leading block, so rows of different lengths share one padded computation."""
     b, k = z.shape
     p, q, coef, eye, sub = _plan(k, z.device)
     s = torch.frexp(z.amin(-1).neg() / _THETA).exponent.clamp(0, _SQUARINGS)
@@ -125,14 +128,15 @@ def _log_dd_exp(z: Tensor) -> tuple[Tensor, Tensor]:
     for j in range(steps):
         m = squares[-1]
         squares.append(torch.where(active[:, j], torch.bmm(m, m), m))
-    corner = squares[-1][:, k - 1, 0]
+    rows = torch.arange(b, device=z.device)
+    corner = squares[-1][rows, last, 0]
     mant, expo = torch.frexp(corner)
-    logf = torch.log(mant) + (expo - s * (k - 1)).to(torch.float64) * _LN2
+    logf = torch.log(mant) + (expo - s * last).to(torch.float64) * _LN2
 
     # Adjoint sweep of d log(corner), kept transposed (h = gradient^T) so every bmm reads
     # contiguous operands; every quantity is non-negative.
     h = torch.zeros_like(squares[0])
-    h[:, 0, k - 1] = 1.0 / corner
+    h[rows, 0, last] = 1.0 / corner
     for j in range(steps - 1, -1, -1):
         m = squares[j]
         h = torch.where(active[:, j], torch.baddbmm(torch.bmm(m, h), h, m), h)
@@ -159,16 +163,25 @@ def _chunk_rows(k: int, device: torch.device) -> int:
     return max(1, (2**17 if device.type == "cpu" else 2**21) // (k * k))
 
 
-def _log_partition_and_mean_impl(logits: Tensor) -> tuple[Tensor, Tensor]:
-    """A(eta) and its gradient for (..., K) logits, computed in float64, returned in the input dtype."""
+def _log_partition_and_mean_impl(logits: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
+    """A(eta) and its gradient for (..., K) logits (row prefixes of `lengths`), in float64, cast back."""
     shape, k = logits.shape, logits.shape[-1]
     x = logits.detach().reshape(-1, k).to(torch.float64)
+    if lengths is None:
+        last = torch.full(x.shape[:1], k - 1, device=x.device)
+        valid = torch.ones_like(x, dtype=torch.bool)
+    else:
+        last = lengths.reshape(-1).to(x.device, torch.int64) - 1
+        valid = torch.arange(k, device=x.device) <= last[:, None]
+        x = torch.where(valid, x, -math.inf)
     m = x.amax(-1, keepdim=True)
     half_gap = 0.5 * m - 0.5 * x  # (max - x) / 2 without overflow
-    far = half_gap > 0.5 * _ZCAP
-    z = torch.where(far, -_ZCAP, x - m)
-    parts = [_log_dd_exp(chunk) for chunk in z.split(_chunk_rows(k, z.device))] if z.shape[0] else [_log_dd_exp(z)]
+    far = valid & (half_gap > 0.5 * _ZCAP)
+    z = torch.where(far, -_ZCAP, torch.where(valid, x - m, 0.0))  # padding sits at the max: no effect on spread
+    chunk = _chunk_rows(k, z.device)
+    parts = [_log_dd_exp(*c) for c in zip(z.split(chunk), last.split(chunk))] if z.shape[0] else [_log_dd_exp(z, last)]
     logf, grad = (torch.cat(t) for t in zip(*parts)) if len(parts) > 1 else parts[0]
+    grad = torch.where(valid, grad, 0.0)
     # Far nodes (distance d > ZCAP) were evaluated at d = ZCAP; move them out with the expansion
     # log f = const - log d - mu / d + O(1/d^2), mu read off the clamped node's gradient.
     inv_d = 0.5 / half_gap
@@ -186,24 +199,32 @@ class _LogPartition(torch.autograd.Function):
     """A(eta) with the CC mean returned alongside and used as the gradient."""
 
     @staticmethod
-    def forward(ctx, logits: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
-        a, mean = _log_partition_and_mean_impl(logits)
+    def forward(ctx, logits: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        a, mean = _log_partition_and_mean_impl(logits, lengths)
         ctx.save_for_backward(mean)
         ctx.mark_non_differentiable(mean)
         return a, mean
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_a: Tensor, grad_mean: Tensor) -> Tensor:  # type: ignore[override]
+    def backward(ctx, grad_a: Tensor, grad_mean: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
         (mean,) = ctx.saved_tensors
-        return grad_a.unsqueeze(-1) * mean
+        return grad_a.unsqueeze(-1) * mean, None
 
 
-def log_partition_and_mean(logits: Tensor) -> tuple[Tensor, Tensor]:
-    """A(eta) (differentiable, gradient = CC mean) and the CC mean (detached) for (..., K) logits."""
+def log_partition_and_mean(logits: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """A(eta) (differentiable, gradient = CC mean) and the CC mean (detached) for (..., K) logits.
+
+    With `lengths` (shape logits.shape[:-1], integers in 1..K) each row is the CC over its first
+    lengths[...] logits: the rest is padding, ignored, with zero mean and zero gradient.  Rows of
+    several games with different action counts then cost one call (a few hundred small kernels)
+    instead of one call per game.
+    """
     if logits.dim() < 1 or logits.shape[-1] < 1:
         raise ValueError("logits must have shape (..., K) with K >= 1")
-    return _LogPartition.apply(logits)
+    if lengths is not None and lengths.shape != logits.shape[:-1]:
+        raise ValueError(f"lengths must have shape {tuple(logits.shape[:-1])}, got {tuple(lengths.shape)}")
+    return _LogPartition.apply(logits, lengths)
 
 
 def log_partition(logits: Tensor) -> Tensor:
@@ -307,14 +328,14 @@ def _log_survival_last(logits: Tensor, log1m_t: Tensor) -> Tensor:
 def _solve_last(lam: Tensor, log_u: Tensor) -> tuple[Tensor, Tensor]:
     """Solve log P(x_n > t) = log_u for u* = log(1-t) by bracketed Newton; returns (u*, dH/du at u*)."""
     n = lam.shape[-1]
-    a0, _ = _log_partition_and_mean_impl(lam)
+    a0, _ = _log_partition_and_mean_impl(lam, None)
     lo = (log_u + a0 + math.lgamma(n) - lam.amax(-1).clamp(min=0.0)) / (n - 1) - 1.0
     hi = torch.zeros_like(lo)
     u = torch.maximum(log_u / (n - 1), lo)
     slope = torch.ones_like(u)
     for _ in range(_NEWTON_STEPS):
         scaled = u.exp().unsqueeze(-1) * lam
-        a, mean = _log_partition_and_mean_impl(scaled)
+        a, mean = _log_partition_and_mean_impl(scaled, None)
         h = (n - 1) * u + a - a0 - log_u
         slope = ((n - 1) + (scaled * mean).sum(-1)).clamp(min=1e-300)
         lo = torch.where(h < 0, u, lo)

@@ -23,12 +23,12 @@ from actormimic.loop import Every, GameStream, RunClock, UpdateCredit
 from actormimic.replay import ReplayBuffer
 from actormimic.reports import game_result, markdown_scores_table
 from actormimic.runtime import (Interrupted, Monitor, RunError, StopRequested, prepare_run_dir, rng_state,
-                                save_config, seed_everything, select_device, set_rng_state, write_json)
+                                save_config, seed_everything, select_device, set_rng_state, thread_tuner, write_json)
 from actormimic.train_experts import check_games
 from agents.amn import ActorMimicLearner, Student
 from agents.dqn import epsilon_schedule
 from agents.experts import Expert, load_expert
-from agents.networks import arch_for_obs_shape
+from agents.networks import arch_for_obs_shape, set_precision
 from envs import get_preset, make_vector_env, resolve_game, safe_name
 
 STUDENT = "student.pt"
@@ -100,6 +100,7 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
     student = Student(arch_for_obs_shape(obs_shape), obs_shape, games,
                       {game: list(envs[game].action_ids) for game in games}, per_game_heads=config.per_game_heads,
                       expert_feature_dims=feature_dims).to(device)
+    set_precision(student, config.precision)
     learner = ActorMimicLearner(student, loss=config.loss, temperature=config.temperature,
                                 temperature_on=config.temperature_on, lr=config.lr, adam_eps=config.adam_eps,
                                 max_grad_norm=config.max_grad_norm, feature_beta=config.feature_beta,
@@ -185,6 +186,7 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
     refill_until = counters["step"] + min(config.learning_starts, config.replay_capacity) if resume else 0
     logs: dict[str, torch.Tensor] = {}
     clock = RunClock(config.time_limit_minutes)
+    tuner = thread_tuner(device, config.cpu_threads)
     try:
         with StopRequested() as stop:
             while counters["step"] < total_steps and not stop.requested and not clock.expired():
@@ -197,6 +199,8 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
                 if step >= max(config.learning_starts, refill_until) and all(
                         len(streams[g].replay) >= config.batch_size for g in active):
                     clock.learning(step)
+                    if tuner is not None:
+                        tuner.step(config.num_envs * len(active))
                     for _ in range(credit.earn(config.num_envs)):
                         logs = update()
                         counters["updates"] += 1
@@ -209,7 +213,8 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
                     save(finished=False)
                 if monitor.due():
                     check_finite()
-                    monitor.scalars({**logs, "train/epsilon": epsilon}, counters["step"])
+                    monitor.scalars({**logs, "train/epsilon": epsilon,
+                                     **({"perf/cpu_threads": tuner.threads} if tuner else {})}, counters["step"])
                     monitor.progress(counters["step"], counters["updates"], f"loss {config.loss} "
                                      f"{float(logs.get('loss/total', float('nan'))):.4f} eps {epsilon:.3f}")
             counters["throughput"] = clock.throughput(counters["step"])

@@ -10,7 +10,7 @@ detached 0-dim tensors (no host synchronisation).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from actormimic.cc import log_partition_and_mean
 
-__all__ = ["LOSS_KINDS", "distillation_loss", "feature_regression_loss"]
+__all__ = ["LOSS_KINDS", "distillation_loss", "distillation_losses", "feature_regression_loss"]
 
 LOSS_KINDS = ("ce", "cc", "kl", "mse", "seed-cc")
 TEMPERATURE_ON = ("teacher", "both")
@@ -49,8 +49,17 @@ def _mse(logits: Tensor, target: Tensor, teacher_q: Tensor) -> Rows:
 
 def _cc(logits: Tensor, target: Tensor, teacher_q: Tensor) -> Rows:
     """CC negative log-likelihood A(eta) - <eta, target> = CE - log C(softmax(eta))."""
-    eta = logits - logits.detach().amax(-1, keepdim=True)
-    a, mean = log_partition_and_mean(eta)
+    eta = _max_shifted(logits)
+    return _cc_rows(logits, eta, target, *log_partition_and_mean(eta))
+
+
+def _max_shifted(logits: Tensor) -> Tensor:
+    """Logits minus their (constant) row max: A is evaluated at nodes <= 0."""
+    return logits - logits.detach().amax(-1, keepdim=True)
+
+
+def _cc_rows(logits: Tensor, eta: Tensor, target: Tensor, a: Tensor, mean: Tensor) -> Rows:
+    """CC NLL rows and diagnostics from the normaliser A(eta) and mean of the max-shifted logits eta."""
     with torch.no_grad():
         diag = {
             "cc/logit_spread": (eta.amax(-1) - eta.amin(-1)).mean(),
@@ -118,6 +127,13 @@ def distillation_loss(
     reduction: str = "mean",
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Distillation loss of one kind in LOSS_KINDS and its diagnostics (detached 0-dim tensors)."""
+    _check_args(kind, temperature, temperature_on, reduction)
+    logits, target = _prepare(kind, student_logits, teacher_q, temperature, temperature_on)
+    return _reduce(*_KINDS[kind](logits, target, teacher_q.detach()), reduction)
+
+
+def _check_args(kind: str, temperature: float, temperature_on: str, reduction: str) -> None:
+    """Refuse an unknown kind, temperature placement or reduction, or a non-positive temperature."""
     if kind not in _KINDS:
         raise ValueError(f"unknown loss kind {kind!r}; allowed: {', '.join(LOSS_KINDS)}")
     if temperature_on not in TEMPERATURE_ON:
@@ -126,16 +142,57 @@ def distillation_loss(
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
+
+
+def _prepare(kind: str, student_logits: Tensor, teacher_q: Tensor, temperature: float,
+             temperature_on: str) -> tuple[Tensor, Tensor]:
+    """Shape check; the student logits as the loss sees them and the teacher target softmax(Q/T)."""
     if student_logits.dim() != 2 or student_logits.shape != teacher_q.shape:
         shapes = f"{tuple(student_logits.shape)} and {tuple(teacher_q.shape)}"
         raise ValueError(f"expected matching (B, K) shapes, got {shapes}")
-    teacher_q = teacher_q.detach()
-    target = (teacher_q / temperature).softmax(-1)
+    target = (teacher_q.detach() / temperature).softmax(-1)
     logits = student_logits / temperature if temperature_on == "both" and kind != "mse" else student_logits
-    rows, diag = _KINDS[kind](logits, target, teacher_q)
+    return logits, target
+
+
+def _reduce(rows: Tensor, diag: dict[str, Tensor], reduction: str) -> tuple[Tensor, dict[str, Tensor]]:
+    """Reduce per-row losses (a 0-dim loss passes through) and add it to the diagnostics."""
     loss = rows if rows.dim() == 0 else (rows.mean() if reduction == "mean" else rows.sum())
     diag["loss"] = loss.detach()
     return loss, diag
+
+
+def distillation_losses(
+    kind: str,
+    student_logits: Mapping[str, Tensor],
+    teacher_q: Mapping[str, Tensor],
+    temperature: float = 1.0,
+    temperature_on: str = "teacher",
+    reduction: str = "mean",
+) -> dict[str, tuple[Tensor, dict[str, Tensor]]]:
+    """`distillation_loss` for several games at once ({game: (B_g, K_g)} logits and Q-values).
+
+    Same values as one call per game; for "cc" the normalisers of all games' rows come from one
+    padded `log_partition_and_mean` call, so the cost no longer grows with the number of games.
+    """
+    games = list(student_logits)
+    if kind != "cc" or len(games) < 2:
+        return {g: distillation_loss(kind, student_logits[g], teacher_q[g], temperature, temperature_on, reduction)
+                for g in games}
+    _check_args(kind, temperature, temperature_on, reduction)
+    prepared = {g: _prepare(kind, student_logits[g], teacher_q[g], temperature, temperature_on) for g in games}
+    etas = [_max_shifted(prepared[g][0]) for g in games]
+    width = max(eta.shape[1] for eta in etas)
+    padded = torch.cat([F.pad(eta, (0, width - eta.shape[1])) for eta in etas])
+    lengths = torch.cat([torch.full(eta.shape[:1], eta.shape[1], device=eta.device) for eta in etas])
+    a, mean = log_partition_and_mean(padded, lengths)
+    sizes = [eta.shape[0] for eta in etas]
+    result = {}
+    for g, eta, a_g, mean_g in zip(games, etas, a.split(sizes), mean.split(sizes)):
+        logits, target = prepared[g]
+        rows, diag = _cc_rows(logits, eta, target, a_g, mean_g[:, : eta.shape[1]])
+        result[g] = _reduce(rows, diag, reduction)
+    return result
 
 
 def feature_regression_loss(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,9 @@ from actormimic.loop import Every, GameStream, RunClock, UpdateCredit
 from actormimic.replay import ReplayBuffer
 from actormimic.reports import game_result
 from actormimic.runtime import (Interrupted, Monitor, RunError, StopRequested, prepare_run_dir, rng_state,
-                                save_config, seed_everything, select_device, set_rng_state, write_json)
+                                save_config, seed_everything, select_device, set_rng_state, thread_tuner, write_json)
 from agents.dqn import DQN, epsilon_schedule
-from agents.networks import QNetwork, arch_for_obs_shape
+from agents.networks import QNetwork, arch_for_obs_shape, set_precision
 from envs import get_preset, is_minatar, make_vector_env, safe_name
 
 LAST, BEST = "expert.pt", "expert-best.pt"
@@ -59,8 +60,12 @@ def train_experts(config: ExpertsConfig, out: str, *, resume: bool = False, over
         for job in jobs:
             train_one_game(*job)
         return
+    processes = min(parallel, len(jobs))
+    if config.cpu_threads == 0:  # processes share the cores: a fixed share each instead of timing 1 vs all
+        shared = dataclasses.replace(config, cpu_threads=max(1, (os.cpu_count() or 1) // processes))
+        jobs = [(shared, game, folder) for _, game, folder in jobs]
     context = multiprocessing.get_context("spawn")
-    with context.Pool(min(parallel, len(jobs))) as pool:
+    with context.Pool(processes) as pool:
         pool.starmap(train_one_game, jobs)
 
 
@@ -79,6 +84,7 @@ def train_one_game(config: ExpertsConfig, game: str, folder: Path) -> dict[str, 
     q_net = QNetwork(arch, env.obs_shape, env.n_actions, config.dueling).to(device)
     if config.init_from:
         _init_torso(q_net, config.init_from)
+    set_precision(q_net, config.precision)
     agent = DQN(q_net, lr=config.lr, adam_eps=config.adam_eps, gamma=config.gamma, loss=config.loss,
                 max_grad_norm=config.max_grad_norm, double=config.double, target_update=config.target_update,
                 target_update_interval=max(1, round(config.target_update_interval * config.updates_per_step)),
@@ -124,6 +130,7 @@ def train_one_game(config: ExpertsConfig, game: str, folder: Path) -> dict[str, 
     refill_until = counters["step"] + min(config.learning_starts, config.replay_capacity) if resume_state else 0
     metrics: dict[str, torch.Tensor] = {}
     clock = RunClock(config.time_limit_minutes)
+    tuner = thread_tuner(device, config.cpu_threads)
     stream.reset(seed=config.seed + counters["step"])
     try:
         with StopRequested() as stop:
@@ -134,6 +141,8 @@ def train_one_game(config: ExpertsConfig, game: str, folder: Path) -> dict[str, 
                 stream.send(agent.act(stream.obs, epsilon, generator))
                 if step >= max(config.learning_starts, refill_until) and len(replay) >= config.batch_size:
                     clock.learning(step)
+                    if tuner is not None:
+                        tuner.step(config.num_envs)
                     for _ in range(credit.earn(config.num_envs)):
                         metrics = agent.update(replay.sample(config.batch_size, generator))
                         counters["updates"] += 1
@@ -143,7 +152,8 @@ def train_one_game(config: ExpertsConfig, game: str, folder: Path) -> dict[str, 
                 if checkpoint_due(counters["step"]):
                     save_last(finished=False)
                 if monitor.due():
-                    monitor.scalars({**metrics, "train/epsilon": epsilon, "train/replay_fill": len(replay)},
+                    monitor.scalars({**metrics, "train/epsilon": epsilon, "train/replay_fill": len(replay),
+                                     **({"perf/cpu_threads": tuner.threads} if tuner else {})},
                                     counters["step"])
                     monitor.progress(counters["step"], counters["updates"], f"eps {epsilon:.3f}")
             if stop.requested:

@@ -3,7 +3,7 @@
 from agents.amn import Student
 from agents.dqn import DQN, epsilon_schedule
 from agents.experts import Expert, load_expert, save_expert
-from agents.networks import MinAtarTorso, NatureTorso, QNetwork, arch_for_obs_shape, epsilon_greedy
+from agents.networks import MinAtarTorso, NatureTorso, QNetwork, arch_for_obs_shape, epsilon_greedy, set_precision
 
 __all__ = [
     "DQN",
@@ -17,4 +17,5 @@ __all__ = [
     "epsilon_schedule",
     "load_expert",
     "save_expert",
+    "set_precision",
 ]

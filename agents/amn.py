@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from actormimic.losses import distillation_loss, feature_regression_loss
+from actormimic.losses import distillation_losses, feature_regression_loss
 from agents.dqn import make_adam
 from agents.graphs import GraphedStep
 from agents.networks import epsilon_greedy, make_torso
@@ -142,7 +142,8 @@ class ActorMimicLearner:
         if feature_beta and set(self.expert_features) != set(student.games):
             raise ValueError("feature regression needs expert features for every game")
         self.cuda_graph = cuda_graph and self.device.type == "cuda"
-        self.optimizer = make_adam(student.parameters(), lr=lr, eps=adam_eps, capturable=self.cuda_graph)
+        self._params = list(student.parameters())
+        self.optimizer = make_adam(self._params, lr=lr, eps=adam_eps, capturable=self.cuda_graph)
         self.first_bad_step = torch.full((len(student.games),), float("inf"), device=self.device)
         self._graphs: dict[tuple[str, ...], GraphedStep] = {}
 
@@ -164,11 +165,13 @@ class ActorMimicLearner:
         batch_size = sum(inputs[f"obs/{g}"].shape[0] for g in games)
         total = torch.zeros((), device=self.device)
         logs: dict[str, Tensor] = {}
+        losses = distillation_losses(self.loss, {g: outputs[g][0] for g in games},
+                                     {g: inputs[f"q/{g}"] for g in games}, temperature=self.temperature,
+                                     temperature_on=self.temperature_on)
         for game in games:
             logits, features = outputs[game]
             teacher_q, tag = inputs[f"q/{game}"], game.replace("/", "-")
-            loss, diagnostics = distillation_loss(self.loss, logits, teacher_q, temperature=self.temperature,
-                                                  temperature_on=self.temperature_on)
+            loss, diagnostics = losses[game]
             if self.feature_beta:
                 target = self.expert_features[game](inputs[f"obs/{game}"])
                 loss = loss + feature_regression_loss(features, target, self.student.feature_maps[game],
@@ -180,7 +183,7 @@ class ActorMimicLearner:
             logs.update({_diagnostic_tag(key, tag, self.loss): value.detach() for key, value in diagnostics.items()})
             logs[f"train/{tag}/agreement"] = (logits.argmax(-1) == teacher_q.argmax(-1)).float().mean()
         total.backward()
-        logs["train/grad_norm"] = torch.nn.utils.clip_grad_norm_(self.student.parameters(), self.max_grad_norm)
+        logs["train/grad_norm"] = torch.nn.utils.clip_grad_norm_(self._params, self.max_grad_norm)
         self.optimizer.step()
         logs["loss/total"] = total.detach()
         return logs

@@ -69,7 +69,9 @@ class DQN:
         self.target_update_interval = target_update_interval
         self.tau = tau
         self.use_cuda_graph = cuda_graph and self.device.type == "cuda"
-        self.optimizer = make_adam(self.online.parameters(), lr=lr, eps=adam_eps, capturable=self.use_cuda_graph)
+        self._params = list(self.online.parameters())  # walking the module tree every update costs ~3% on MinAtar
+        self._target_pairs = list(zip(self.target.parameters(), self._params))
+        self.optimizer = make_adam(self._params, lr=lr, eps=adam_eps, capturable=self.use_cuda_graph)
         self.updates = 0
         self._step = GraphedStep(self._train_step, lambda: self.optimizer.zero_grad(set_to_none=True), self.device,
                                  enabled=self.use_cuda_graph)
@@ -137,17 +139,16 @@ class DQN:
         """Forward, backward, clip, Adam step (gradients are None on entry)."""
         loss, q_mean = self._td_loss(b)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.online.parameters(), self.max_grad_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self._params, self.max_grad_norm)
         self.optimizer.step()
         return {"loss/td": loss.detach(), "train/q_mean": q_mean, "train/grad_norm": grad_norm.detach()}
 
     def _update_target(self) -> None:
         """Hard copy every `target_update_interval` updates, or Polyak averaging every update (in place)."""
         with torch.no_grad():
-            pairs = list(zip(self.target.parameters(), self.online.parameters()))
             if self.target_update == "polyak":
-                for t, o in pairs:
+                for t, o in self._target_pairs:
                     t.lerp_(o, self.tau)
             elif self.updates % self.target_update_interval == 0:
-                for t, o in pairs:
+                for t, o in self._target_pairs:
                     t.copy_(o)

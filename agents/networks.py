@@ -9,9 +9,23 @@ import torch
 from torch import Tensor, nn
 
 ARCHS = ("nature", "minatar")
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
-class NatureTorso(nn.Sequential):
+class _Torso(nn.Sequential):
+    """A conv stack whose layers may run under bfloat16 autocast; features always come out float32."""
+
+    compute_dtype: torch.dtype = torch.float32
+
+    def _features(self, x: Tensor) -> Tensor:
+        if self.compute_dtype == torch.float32:
+            return super().forward(x)
+        # cache_enabled=False: weight casts are redone on every call, which CUDA-graph capture needs
+        with torch.autocast(x.device.type, dtype=self.compute_dtype, cache_enabled=False):
+            return super().forward(x).float()
+
+
+class NatureTorso(_Torso):
     """Nature-DQN conv stack + Linear(3136, 512) for 84x84 input; takes raw obs and divides by 255."""
 
     out_features = 512
@@ -33,10 +47,10 @@ class NatureTorso(nn.Sequential):
     def forward(self, obs: Tensor) -> Tensor:
         """Features (B, 512) from raw uint8/float pixels in [0, 255]."""
         obs = obs.contiguous(memory_format=torch.channels_last)
-        return super().forward(obs.to(torch.float32) / 255.0)
+        return self._features(obs.to(torch.float32) / 255.0)
 
 
-class MinAtarTorso(nn.Sequential):
+class MinAtarTorso(_Torso):
     """MinAtar-paper DQN torso: conv 16x3x3 + Linear(1024, 128) for 10x10 input; obs used as float 0/1."""
 
     out_features = 128
@@ -52,7 +66,7 @@ class MinAtarTorso(nn.Sequential):
 
     def forward(self, obs: Tensor) -> Tensor:
         """Features (B, 128) from 0/1 channel maps of any dtype."""
-        return super().forward(obs.to(torch.float32))
+        return self._features(obs.to(torch.float32))
 
 
 _SPATIAL = {"nature": (84, 84), "minatar": (10, 10)}
@@ -75,6 +89,13 @@ def make_torso(arch: str, obs_shape: Sequence[int]) -> NatureTorso | MinAtarTors
         height, width = _SPATIAL[arch]
         raise ValueError(f"architecture {arch!r} needs observations (C, {height}, {width}), got {tuple(obs_shape)}")
     return NatureTorso(int(obs_shape[0])) if arch == "nature" else MinAtarTorso(int(obs_shape[0]))
+
+
+def set_precision(network: nn.Module, precision: str) -> None:
+    """Run `network.torso` in fp32 or under bf16 autocast; heads, losses and the optimizer stay fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
+    network.torso.compute_dtype = PRECISIONS[precision]
 
 
 def epsilon_greedy(q: Tensor, epsilon: float | Tensor, generator: torch.Generator | None = None) -> Tensor:

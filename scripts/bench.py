@@ -1,8 +1,9 @@
 """Throughput benchmarks against a peer measured in the same run.
 
     python scripts/bench.py experts --game Breakout --seconds 120 --json OUT.json
-        our trainer vs Stable-Baselines3's DQN (same Nature CNN, batch 32, one update per 4 agent
-        steps, Adam 1e-4): env steps/s after learning starts, and the ratio.
+        our trainer (once per --precisions entry) vs Stable-Baselines3's DQN (same Nature CNN, batch 32,
+        one update per 4 agent steps, Adam 1e-4, torch's default thread count unless --sb3-threads):
+        env steps/s after learning starts, and the ratios.
     python scripts/bench.py distill --games MinAtar/Breakout MinAtar/SpaceInvaders --seconds 60
         distillation env steps/s (all games together) with ce and with cc, and the time of one
         student update with each loss, in the same run.
@@ -34,6 +35,9 @@ def device_name() -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
+DEFAULT_THREADS = torch.get_num_threads()  # before our trainer sets its own
+
+
 def ours_experts(game: str, seconds: float, learning_starts: int, num_envs: int,
                  overrides: list[str]) -> dict[str, Any]:
     """Our trainer for `seconds` after learning starts; steps/s from its own clock."""
@@ -50,10 +54,12 @@ def ours_experts(game: str, seconds: float, learning_starts: int, num_envs: int,
         counters = load_checkpoint(folder / "expert.pt", kind="expert")["counters"]
     throughput = counters["throughput"]
     steps, seconds = throughput["steps_after_learning_starts"], throughput["seconds_after_learning_starts"]
-    return {"steps": steps, "seconds": seconds, "steps_per_s": steps / max(seconds, 1e-9), "num_envs": num_envs}
+    return {"steps": steps, "seconds": seconds, "steps_per_s": steps / max(seconds, 1e-9), "num_envs": num_envs,
+            "cpu_threads": config.cpu_threads or "auto (timed 1 vs all cores)",
+            "torch_threads_at_end": torch.get_num_threads(), "precision": config.precision}
 
 
-def sb3_experts(game: str, seconds: float, learning_starts: int) -> dict[str, Any]:
+def sb3_experts(game: str, seconds: float, learning_starts: int, threads: int) -> dict[str, Any]:
     """SB3 DQN (RL-Zoo Atari settings: 1 env, train_freq 4, batch 32, Adam 1e-4) for `seconds` after learning starts."""
     import gymnasium as gym
     import ale_py
@@ -63,6 +69,7 @@ def sb3_experts(game: str, seconds: float, learning_starts: int) -> dict[str, An
     from stable_baselines3.common.vec_env import VecFrameStack
 
     gym.register_envs(ale_py)
+    torch.set_num_threads(threads)
 
     class Timer(BaseCallback):
         def __init__(self) -> None:
@@ -87,19 +94,23 @@ def sb3_experts(game: str, seconds: float, learning_starts: int) -> dict[str, An
     timer = Timer()
     model.learn(total_timesteps=10**9, callback=timer)
     steps, elapsed = timer.result
-    return {"steps": steps, "seconds": elapsed, "steps_per_s": steps / max(elapsed, 1e-9), "num_envs": 1}
+    return {"steps": steps, "seconds": elapsed, "steps_per_s": steps / max(elapsed, 1e-9), "num_envs": 1,
+            "torch_threads": threads}
 
 
 def bench_experts(args: argparse.Namespace) -> dict[str, Any]:
-    """Our trainer and SB3's DQN, one after the other in the same process."""
+    """Our trainer (once per precision) and SB3's DQN, one after the other in the same process."""
     game = resolve_game(args.game)
     result: dict[str, Any] = {"benchmark": "experts", "game": game, "device": device_name(),
                               "seconds": args.seconds, "replay_ratio": "1 batch-32 update per 4 agent steps",
-                              "our_overrides": args.set}
-    result["ours"] = ours_experts(game, args.seconds, args.learning_starts, args.num_envs, args.set)
+                              "our_overrides": args.set, "ours": {}}
+    for precision in args.precisions:
+        result["ours"][precision] = ours_experts(game, args.seconds, args.learning_starts, args.num_envs,
+                                                 [f"precision={precision}", *args.set])
     if not is_minatar(game):
-        result["sb3"] = sb3_experts(game, args.seconds, args.learning_starts)
-        result["ratio_ours_over_sb3"] = result["ours"]["steps_per_s"] / max(result["sb3"]["steps_per_s"], 1e-9)
+        sb3 = result["sb3"] = sb3_experts(game, args.seconds, args.learning_starts, args.sb3_threads)
+        result["ratio_ours_over_sb3"] = {precision: ours["steps_per_s"] / max(sb3["steps_per_s"], 1e-9)
+                                         for precision, ours in result["ours"].items()}
     return result
 
 
@@ -152,6 +163,10 @@ def main() -> None:
     p.add_argument("--game", default="Breakout")
     p.add_argument("--num-envs", type=int, default=8)
     p.add_argument("--learning-starts", type=int, default=2000)
+    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"],
+                   help="run our trainer once with each torso precision")
+    p.add_argument("--sb3-threads", type=int, default=DEFAULT_THREADS,
+                   help=f"torch threads for SB3 (default: torch's own default here, {DEFAULT_THREADS})")
     p.set_defaults(func=bench_experts)
     p = sub.add_parser("distill", help="distillation throughput with ce and cc")
     p.add_argument("--games", nargs="+", default=["MinAtar/Breakout", "MinAtar/SpaceInvaders"])

@@ -6,7 +6,7 @@ set -euo pipefail
 steps=${1:-1000000}; seed=${2:-0}; out=${3:-runs/minatar-vs-sb3}
 for game in Breakout SpaceInvaders; do
   actormimic train-experts --config configs/experts/minatar.yaml --games "MinAtar/$game" --steps "$steps" \
-    --seed "$seed" --set double=false --set log_interval=60 --out "$out/ours-$game-s$seed" --overwrite \
+    --seed "$seed" --set double=false --set cpu_threads=1 --set log_interval=60 --out "$out/ours-$game-s$seed" --overwrite \
     > "$out-ours-$game-s$seed.log" 2>&1 &
   python scripts/sb3_peer.py --game "MinAtar/$game" --steps "$steps" --seed "$seed" \
     --config configs/experts/minatar.yaml --out "$out/sb3-$game-s$seed" --overwrite \

@@ -385,7 +385,7 @@ def run(config: ExpertsConfig, game: str, out: str | Path, *, overwrite: bool = 
     if is_minatar(game) != (config.preset == "minatar"):
         raise RunError(f"game {game} cannot use preset {config.preset!r} (pass the matching --config)")
     config = dataclasses.replace(config, games=[game])
-    device = select_device(config.device, config.cpu_threads)  # the same torch threads as train-experts
+    device = select_device(config.device, config.cpu_threads)  # cpu_threads 0 (auto) runs SB3 on one thread
     root = prepare_run_dir(out, resume=False, overwrite=overwrite, marker="eval.json")
     save_config(config, root)
     seed_everything(config.seed)

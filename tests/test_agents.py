@@ -6,9 +6,10 @@ from typing import NamedTuple
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from agents import DQN, QNetwork, Student, arch_for_obs_shape, epsilon_schedule
+from agents import DQN, QNetwork, Student, arch_for_obs_shape, epsilon_schedule, set_precision
 
 MINATAR = (4, 10, 10)
 NATURE = (4, 84, 84)
@@ -208,15 +209,40 @@ def chain_batch() -> Batch:
     )
 
 
-def test_dqn_learns_a_two_state_chain() -> None:
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_dqn_learns_a_two_state_chain(precision: str) -> None:
     torch.manual_seed(0)
-    agent = DQN(QNetwork("minatar", (2, 10, 10), 2), lr=3e-3, target_update_interval=10)
+    network = QNetwork("minatar", (2, 10, 10), 2)
+    set_precision(network, precision)
+    agent = DQN(network, lr=3e-3, target_update_interval=10)
     batch = chain_batch()
     for _ in range(150):
         agent.update(batch)
     q = agent.online(batch.obs[[0, 2]]).detach()
     torch.testing.assert_close(q, torch.tensor([[0.5, 0.9], [1.0, 0.0]]), atol=0.05, rtol=0)
     assert agent.act(batch.obs[[0, 2]], 0.0).tolist() == [1, 0]
+
+
+def test_bf16_torso_tracks_fp32() -> None:
+    """bf16 autocast of the Nature torso: float32 outputs within bf16 rounding of the fp32 network, and
+    a gradient pointing the same way, so one DQN update moves the weights like the fp32 one."""
+    torch.manual_seed(0)
+    nets = {p: QNetwork("nature", (4, 84, 84), 6) for p in ("fp32", "bf16")}
+    nets["bf16"].load_state_dict(nets["fp32"].state_dict())
+    set_precision(nets["bf16"], "bf16")
+    frames = torch.randint(0, 256, (16, 4, 84, 84), dtype=torch.uint8)
+    q = {p: net(frames) for p, net in nets.items()}
+    assert q["bf16"].dtype == torch.float32 and nets["bf16"].head.weight.dtype == torch.float32
+    assert (q["bf16"] - q["fp32"]).abs().max() <= 0.02 * q["fp32"].abs().max()
+    assert not torch.equal(q["bf16"], q["fp32"])  # bf16 arithmetic really ran
+    for p in nets:
+        nets[p].zero_grad()
+        (q[p] * torch.linspace(-1, 1, 6)).sum().backward()
+    for (name, a), b in zip(nets["fp32"].named_parameters(), nets["bf16"].parameters()):
+        cosine = F.cosine_similarity(a.grad.flatten(), b.grad.flatten(), dim=0)
+        assert cosine > 0.99, (name, float(cosine))
+    with pytest.raises(ValueError, match="allowed: fp32, bf16"):
+        set_precision(nets["fp32"], "fp16")
 
 
 def test_dqn_state_dict_round_trip() -> None:

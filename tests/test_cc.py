@@ -204,6 +204,41 @@ def test_far_nodes_stay_accurate_beyond_exact_range() -> None:
         assert max(abs(x - y) for x, y in zip(mean.tolist(), ref_mean(nodes))) <= 3e-5, nodes
 
 
+def test_ragged_rows_match_mpmath_and_ignore_padding() -> None:
+    """`lengths`: each row is the CC of its prefix (checked against mpmath), whatever the padding holds."""
+    gen = torch.Generator().manual_seed(11)
+    lengths = torch.tensor([1, 2, 3, 5, 8, 8, 4, 6])
+    logits = torch.randn(8, 8, dtype=torch.float64, generator=gen) * torch.tensor([[0.01], [1], [5], [40]]).repeat(2, 1)
+    logits[6, 1] = -3e4  # a far node inside a prefix
+    padded = logits.clone()
+    padded[torch.arange(8) >= lengths[:, None]] = torch.tensor(float("inf")).double()
+    padded[0, 1:] = -1e300  # any junk, at any distance
+    a, mean = log_partition_and_mean(padded.requires_grad_(True), lengths)
+    (grad,) = torch.autograd.grad(a.sum(), padded)
+    for row, n in enumerate(lengths.tolist()):
+        nodes = tuple(logits[row, :n].tolist())
+        far = row == 6  # the asymptotic expansion beyond 16384: the same tolerances as for full rows
+        assert abs(a[row].item() - float(ref_log_dd(nodes))) <= (1e-7 if far else 1e-12) * max(1.0, abs(a[row].item()))
+        assert max(abs(x - y) for x, y in zip(mean[row, :n].tolist(), ref_mean(nodes))) <= (3e-5 if far else 1e-10)
+        assert torch.all(mean[row, n:] == 0) and torch.all(grad[row, n:] == 0) and torch.isfinite(grad[row]).all()
+    torch.testing.assert_close(grad, mean, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="lengths must have shape"):
+        log_partition_and_mean(logits, lengths[:3])
+
+
+def test_ragged_rows_equal_separate_calls() -> None:
+    """One padded call for games of 3, 4 and 18 actions gives each game's separate result (to rounding)."""
+    gen = torch.Generator().manual_seed(5)
+    games = [torch.randn(6, k, dtype=torch.float64, generator=gen) * 3 for k in (3, 4, 18)]
+    padded = torch.cat([torch.nn.functional.pad(g, (0, 18 - g.shape[1])) for g in games])
+    lengths = torch.tensor([g.shape[1] for g in games]).repeat_interleave(6)
+    a, mean = log_partition_and_mean(padded, lengths)
+    for i, g in enumerate(games):
+        a1, mean1 = log_partition_and_mean(g)
+        torch.testing.assert_close(a[6 * i: 6 * i + 6], a1, rtol=1e-13, atol=1e-13)
+        torch.testing.assert_close(mean[6 * i: 6 * i + 6, : g.shape[1]], mean1, rtol=1e-12, atol=1e-14)
+
+
 # ---------------------------------------------------------------- identities and robustness
 
 

@@ -10,7 +10,7 @@ import torch
 from agents.amn import ActorMimicLearner, Student
 from agents.dqn import DQN
 from agents.graphs import GraphedStep
-from agents.networks import QNetwork
+from agents.networks import QNetwork, set_precision
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -38,10 +38,12 @@ def test_eager_step_zeroes_gradients_before_every_call() -> None:
 
 
 @cuda
-def test_graphed_dqn_updates_equal_eager_updates() -> None:
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_graphed_dqn_updates_equal_eager_updates(precision: str) -> None:
     device = torch.device("cuda")
     torch.manual_seed(0)
     network = QNetwork("minatar", (4, 10, 10), 3)
+    set_precision(network, precision)
     agents = [DQN(copy.deepcopy(network), device=device, cuda_graph=graph, target_update_interval=4)
               for graph in (False, True)]
     for batch in _dqn_batches(12, device):

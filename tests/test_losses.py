@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from actormimic.cc import ContinuousCategorical, log_partition
-from actormimic.losses import LOSS_KINDS, distillation_loss, feature_regression_loss
+from actormimic.losses import LOSS_KINDS, distillation_loss, distillation_losses, feature_regression_loss
 
 
 def _batch(b: int = 16, k: int = 6, scale: float = 3.0, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,6 +154,25 @@ def test_diagnostics_are_detached_scalars(kind: str) -> None:
         assert isinstance(value, torch.Tensor) and value.dim() == 0 and not value.requires_grad
     loss.backward()
     assert torch.isfinite(student.grad).all()
+
+
+@pytest.mark.parametrize("kind", LOSS_KINDS)
+def test_several_games_at_once_equal_one_call_per_game(kind: str) -> None:
+    """distillation_losses (one padded normaliser call for cc) = distillation_loss per game, values and grads."""
+    gen = torch.Generator().manual_seed(4)
+    sizes = {"Pong": (5, 6), "Breakout": (7, 4), "Boxing": (3, 18)}
+    logits = {g: (torch.randn(*shape, generator=gen) * 3).requires_grad_(True) for g, shape in sizes.items()}
+    q = {g: torch.randn(*shape, generator=gen) for g, shape in sizes.items()}
+    together = distillation_losses(kind, logits, q, temperature=0.5, temperature_on="both")
+    grads = torch.autograd.grad(sum(loss for loss, _ in together.values()), list(logits.values()))
+    for (game, x), grad in zip(logits.items(), grads):
+        alone, diag = distillation_loss(kind, x, q[game], temperature=0.5, temperature_on="both")
+        (grad_alone,) = torch.autograd.grad(alone, x)
+        torch.testing.assert_close(together[game][0], alone, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(grad, grad_alone, rtol=1e-5, atol=1e-6)
+        assert together[game][1].keys() == diag.keys()
+        for name in diag:
+            torch.testing.assert_close(together[game][1][name], diag[name], rtol=1e-5, atol=1e-6)
 
 
 def test_teacher_gets_no_gradient() -> None:
