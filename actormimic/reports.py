@@ -18,6 +18,7 @@ stratified bootstrap. A table never mixes evaluation protocols.
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import json
 import re
@@ -93,14 +94,19 @@ def load_runs(paths: Iterable[str | Path]) -> list[dict]:
     runs: list[dict] = []
     seen: set[Path] = set()
     for path in map(Path, paths):
-        files = [path] if path.is_file() else sorted(path.rglob(EVAL_FILE))
+        # glob's ** follows symlinked folders (Path.rglob does not before Python 3.13)
+        files = [path] if path.is_file() else sorted(map(Path, glob.glob(f"{glob.escape(str(path))}/**/{EVAL_FILE}",
+                                                                        recursive=True)))
         if not files:
             raise FileNotFoundError(f"no {EVAL_FILE} found under {path}")
         for file in files:
             if file.resolve() in seen:
                 continue
             seen.add(file.resolve())
-            result = json.loads(file.read_text())
+            try:
+                result = json.loads(file.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                raise ValueError(f"{file}: not an evaluation JSON file ({error})") from None
             validate_eval_result(result, str(file))
             runs.append({**result, "path": str(file)})
     return runs

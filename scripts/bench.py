@@ -125,10 +125,13 @@ def bench_distill(args: argparse.Namespace) -> dict[str, Any]:
     preset = "minatar" if is_minatar(games[0]) else "nature"
     result: dict[str, Any] = {"benchmark": "distill", "games": games, "device": device_name(),
                               "seconds": args.seconds, "our_overrides": args.set, "losses": {}}
+    shapes: dict[str, tuple[int, ...]] = {}
+    action_ids: dict[str, list[int]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         experts = []
         for game in games:
             env = make_vector_env(game, get_preset(preset), 1, 0)
+            shapes[game], action_ids[game] = env.obs_shape, list(env.action_ids)
             network = QNetwork(arch_for_obs_shape(env.obs_shape), env.obs_shape, env.n_actions)
             path = Path(tmp) / f"{safe_name(game)}.pt"
             save_expert(path, network, game=game, preset=env.preset.to_dict(), action_ids=env.action_ids)
@@ -149,10 +152,44 @@ def bench_distill(args: argparse.Namespace) -> dict[str, Any]:
             result["losses"][loss] = {
                 "env_steps_per_s_all_games": steps / max(throughput["seconds_after_learning_starts"], 1e-9),
                 "updates": counters["updates"], **throughput,
+                "update_ms": update_ms(loss, shapes, action_ids, config, args.update_repeats),
             }
     ce, cc = (result["losses"][k]["env_steps_per_s_all_games"] for k in ("ce", "cc"))
     result["cc_over_ce_time"] = ce / max(cc, 1e-9)
+    result["cc_over_ce_update_time"] = result["losses"]["cc"]["update_ms"] / result["losses"]["ce"]["update_ms"]
     return result
+
+
+def update_ms(loss: str, shapes: dict[str, tuple[int, ...]], action_ids: dict[str, list[int]],
+              config: DistillConfig, repeats: int) -> float:
+    """Milliseconds per student update (the mixed-game batch of `config`) on random frames and Q-values."""
+    from types import SimpleNamespace
+
+    from actormimic.runtime import select_device
+    from agents.amn import ActorMimicLearner, Student
+    from agents.networks import arch_for_obs_shape, set_precision
+
+    device = select_device(config.device, config.cpu_threads or 1)
+    games = list(shapes)
+    obs_shape = (max(shapes[g][0] for g in games), *shapes[games[0]][1:])
+    student = Student(arch_for_obs_shape(obs_shape), obs_shape, games, action_ids).to(device)
+    set_precision(student, config.precision)
+    learner = ActorMimicLearner(student, loss=loss, temperature=config.temperature,
+                                temperature_on=config.temperature_on, lr=config.lr, adam_eps=config.adam_eps,
+                                max_grad_norm=config.max_grad_norm, device=device, cuda_graph=config.cuda_graph)
+    share = max(1, config.batch_size // len(games))
+    batches = {g: SimpleNamespace(obs=torch.randint(0, 2, (share, *shapes[g]), dtype=torch.uint8, device=device),
+                                  payload=torch.randn(share, len(action_ids[g]), device=device)) for g in games}
+    for step in range(10):  # warm-up (and CUDA-graph capture)
+        learner.update(batches, step)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for step in range(repeats):
+        learner.update(batches, step)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / repeats * 1e3
 
 
 def main() -> None:
@@ -172,6 +209,7 @@ def main() -> None:
     p.add_argument("--games", nargs="+", default=["MinAtar/Breakout", "MinAtar/SpaceInvaders"])
     p.add_argument("--num-envs", type=int, default=4)
     p.add_argument("--learning-starts", type=int, default=1000)
+    p.add_argument("--update-repeats", type=int, default=300, help="timed student updates per loss")
     p.set_defaults(func=bench_distill)
     for p in sub.choices.values():
         p.add_argument("--seconds", type=float, default=60.0, help="measured seconds after learning starts")

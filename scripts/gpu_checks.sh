@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks in one call (for a session lent a CUDA machine; results under $OUT, default ./gpu-results):
 #   CUDA-graph correctness tests, the CC-vs-CE loss benchmark in a captured graph, replay sampling on
-#   the device, and our expert trainer against SB3's DQN on Breakout. About 7 minutes on an H100.
+#   the device, our expert trainer (fp32 and bf16) against SB3's DQN on Breakout, and the 2-game
+#   distillation throughput and update time with ce and cc. About 8 minutes on an H100.
 set -uo pipefail
 OUT=${OUT:-gpu-results}
 mkdir -p "$OUT"
@@ -10,5 +11,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT
 python -m pytest -q tests/test_graphs.py tests/test_cc.py tests/test_agents.py 2>&1 | tee "$OUT/tests.txt"
 python scripts/bench_cc.py --device cuda --cnn --json "$OUT/bench_cc.json" 2>&1 | tail -20
 python scripts/bench_replay.py --device cuda --json "$OUT/bench_replay.json" 2>&1 | tail -10
-timeout 240 python scripts/bench.py experts --game Breakout --seconds 60 --num-envs 16 \
-    --json "$OUT/bench_experts.json" 2>&1 | tail -25
+timeout 240 python scripts/bench.py experts --game Breakout --seconds 40 --num-envs 16 \
+    --json "$OUT/bench_experts.json" 2>&1 | tail -40
+timeout 150 python scripts/bench.py distill --games Pong Breakout --seconds 30 --num-envs 16 \
+    --json "$OUT/bench_distill.json" 2>&1 | tail -30

@@ -118,6 +118,11 @@ def test_load_runs_is_recursive_and_validates(runs_root: Path, tmp_path: Path) -
         load_runs([bad])
     with pytest.raises(FileNotFoundError):
         load_runs([tmp_path / "missing"])
+    (tmp_path / "run.log").write_text("[distill-ce] step 1\n")
+    with pytest.raises(ValueError, match=r"run.log: not an evaluation JSON file"):
+        load_runs([tmp_path / "run.log"])
+    (tmp_path / "linked").symlink_to(runs_root / "experts", target_is_directory=True)
+    assert len(load_runs([tmp_path / "linked"])) == len(experts)  # symlinked folders are followed
 
 
 def test_protocol_mixing_is_refused(tmp_path: Path) -> None:
