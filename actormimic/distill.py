@@ -89,23 +89,32 @@ def _load_teacher(path: Path, game: str, preset: str, env: Any, device: torch.de
         raise RunError(str(error)) from None
 
 
+def build_learner(config: DistillConfig, obs_shapes: dict[str, Sequence[int]], action_ids: dict[str, list[int]],
+                  device: torch.device, teachers: dict[str, Expert] | None = None) -> ActorMimicLearner:
+    """The student of `config` for these games (channels padded to the widest game) and its learner."""
+    games = list(obs_shapes)
+    first = obs_shapes[games[0]]
+    obs_shape = (max(obs_shapes[g][0] for g in games), *first[1:])  # MinAtar channels differ
+    teachers = teachers or {}
+    feature_dims = {g: t.network.torso.out_features for g, t in teachers.items()} if config.feature_beta else None
+    student = Student(arch_for_obs_shape(obs_shape), obs_shape, games, action_ids,
+                      per_game_heads=config.per_game_heads, expert_feature_dims=feature_dims).to(device)
+    set_precision(student, config.precision)
+    return ActorMimicLearner(student, loss=config.loss, temperature=config.temperature,
+                             temperature_on=config.temperature_on, lr=config.lr, adam_eps=config.adam_eps,
+                             max_grad_norm=config.max_grad_norm, feature_beta=config.feature_beta,
+                             expert_features={g: t.features for g, t in teachers.items()}, device=device,
+                             cuda_graph=config.cuda_graph)
+
+
 def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: dict[str, Expert],
            paths: dict[str, Path], device: torch.device, resume: bool) -> dict[str, Any]:
     """The distillation loop proper."""
     games = config.games
     seed_everything(config.seed)
-    first = envs[games[0]]
-    obs_shape = (max(envs[g].obs_shape[0] for g in games), *first.obs_shape[1:])  # MinAtar channels differ
-    feature_dims = {g: t.network.torso.out_features for g, t in teachers.items()} if config.feature_beta else None
-    student = Student(arch_for_obs_shape(obs_shape), obs_shape, games,
-                      {game: list(envs[game].action_ids) for game in games}, per_game_heads=config.per_game_heads,
-                      expert_feature_dims=feature_dims).to(device)
-    set_precision(student, config.precision)
-    learner = ActorMimicLearner(student, loss=config.loss, temperature=config.temperature,
-                                temperature_on=config.temperature_on, lr=config.lr, adam_eps=config.adam_eps,
-                                max_grad_norm=config.max_grad_norm, feature_beta=config.feature_beta,
-                                expert_features={g: t.features for g, t in teachers.items()}, device=device,
-                                cuda_graph=config.cuda_graph)
+    learner = build_learner(config, {g: envs[g].obs_shape for g in games},
+                            {g: list(envs[g].action_ids) for g in games}, device, teachers)
+    student = learner.student
     streams = {
         game: GameStream(envs[game], ReplayBuffer(config.replay_capacity, config.num_envs,
                                                   (envs[game].frame_channels, *envs[game].obs_shape[1:]),

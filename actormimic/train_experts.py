@@ -55,15 +55,14 @@ def train_experts(config: ExpertsConfig, out: str, *, resume: bool = False, over
     folders = [root / safe_name(game) for game in config.games]
     for folder in folders:
         folder.mkdir(exist_ok=True)
-    jobs = [(config, game, folder) for game, folder in zip(config.games, folders)]
-    if parallel == 1 or len(jobs) == 1:
-        for job in jobs:
-            train_one_game(*job)
+    processes = min(parallel, len(config.games))
+    if processes == 1:
+        for game, folder in zip(config.games, folders):
+            train_one_game(config, game, folder)
         return
-    processes = min(parallel, len(jobs))
     if config.cpu_threads == 0:  # processes share the cores: a fixed share each instead of timing 1 vs all
-        shared = dataclasses.replace(config, cpu_threads=max(1, (os.cpu_count() or 1) // processes))
-        jobs = [(shared, game, folder) for _, game, folder in jobs]
+        config = dataclasses.replace(config, cpu_threads=max(1, (os.cpu_count() or 1) // processes))
+    jobs = [(config, game, folder) for game, folder in zip(config.games, folders)]
     context = multiprocessing.get_context("spawn")
     with context.Pool(processes) as pool:
         pool.starmap(train_one_game, jobs)

@@ -18,6 +18,7 @@ class _Torso(nn.Sequential):
     compute_dtype: torch.dtype = torch.float32
 
     def _features(self, x: Tensor) -> Tensor:
+        """The layers applied to float input x, in `compute_dtype`; float32 out."""
         if self.compute_dtype == torch.float32:
             return super().forward(x)
         # cache_enabled=False: weight casts are redone on every call, which CUDA-graph capture needs

@@ -152,7 +152,7 @@ def bench_distill(args: argparse.Namespace) -> dict[str, Any]:
             result["losses"][loss] = {
                 "env_steps_per_s_all_games": steps / max(throughput["seconds_after_learning_starts"], 1e-9),
                 "updates": counters["updates"], **throughput,
-                "update_ms": update_ms(loss, shapes, action_ids, config, args.update_repeats),
+                "update_ms": update_ms(shapes, action_ids, config, args.update_repeats),
             }
     ce, cc = (result["losses"][k]["env_steps_per_s_all_games"] for k in ("ce", "cc"))
     result["cc_over_ce_time"] = ce / max(cc, 1e-9)
@@ -160,23 +160,17 @@ def bench_distill(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def update_ms(loss: str, shapes: dict[str, tuple[int, ...]], action_ids: dict[str, list[int]],
-              config: DistillConfig, repeats: int) -> float:
+def update_ms(shapes: dict[str, tuple[int, ...]], action_ids: dict[str, list[int]], config: DistillConfig,
+              repeats: int) -> float:
     """Milliseconds per student update (the mixed-game batch of `config`) on random frames and Q-values."""
     from types import SimpleNamespace
 
+    from actormimic.distill import build_learner
     from actormimic.runtime import select_device
-    from agents.amn import ActorMimicLearner, Student
-    from agents.networks import arch_for_obs_shape, set_precision
 
     device = select_device(config.device, config.cpu_threads or 1)
     games = list(shapes)
-    obs_shape = (max(shapes[g][0] for g in games), *shapes[games[0]][1:])
-    student = Student(arch_for_obs_shape(obs_shape), obs_shape, games, action_ids).to(device)
-    set_precision(student, config.precision)
-    learner = ActorMimicLearner(student, loss=loss, temperature=config.temperature,
-                                temperature_on=config.temperature_on, lr=config.lr, adam_eps=config.adam_eps,
-                                max_grad_norm=config.max_grad_norm, device=device, cuda_graph=config.cuda_graph)
+    learner = build_learner(config, shapes, action_ids, device)
     share = max(1, config.batch_size // len(games))
     batches = {g: SimpleNamespace(obs=torch.randint(0, 2, (share, *shapes[g]), dtype=torch.uint8, device=device),
                                   payload=torch.randn(share, len(action_ids[g]), device=device)) for g in games}
