@@ -147,7 +147,8 @@ def save_config(config: Any, folder: Path) -> None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write a text file via a temporary name and rename."""
+    """Write a text file via a temporary name and rename, creating missing parent folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)

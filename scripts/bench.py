@@ -24,6 +24,7 @@ import torch
 
 from actormimic.checkpoint import load_checkpoint
 from actormimic.config import DistillConfig, ExpertsConfig, load_config
+from actormimic.runtime import write_json
 from actormimic.train_experts import train_one_game
 from envs import is_minatar, resolve_game, safe_name
 
@@ -213,7 +214,7 @@ def main() -> None:
     result = args.func(args)
     print(json.dumps(result, indent=2))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(Path(args.json), result)
 
 
 if __name__ == "__main__":

@@ -9,16 +9,17 @@ too, to put the loss cost in context.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from actormimic.losses import distillation_loss
+from actormimic.runtime import write_json
 
 KS = (4, 6, 18)
 BATCHES = (32, 256, 4096)
@@ -131,9 +132,8 @@ def main() -> None:
             rows.append(row)
             print(line, flush=True)
     if args.json:
-        with open(args.json, "w") as fh:
-            meta = {"device": args.device, "device_name": name, "torch": torch.__version__}
-            json.dump({**meta, "threads": torch.get_num_threads(), "results": rows}, fh, indent=2)
+        meta = {"device": args.device, "device_name": name, "torch": torch.__version__}
+        write_json(Path(args.json), {**meta, "threads": torch.get_num_threads(), "results": rows})
 
 
 if __name__ == "__main__":

@@ -12,16 +12,17 @@ Also reports MinAtar steps/s. Numbers are env steps per second (num_envs per vec
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from actormimic.runtime import write_json  # noqa: E402
 from envs import get_preset, make_vector_env, resolve_game  # noqa: E402
 from envs.games import ale_rom_id  # noqa: E402
 
@@ -161,8 +162,7 @@ def main(argv=None) -> int:
         out["minatar"] = m
         print(f"{m['game']} num_envs={args.num_envs}: {m['env_steps_per_s']:.0f} env steps/s")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
+        write_json(Path(args.json), out)
     return 0
 
 

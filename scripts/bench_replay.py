@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from actormimic.replay import ReplayBuffer
+from actormimic.runtime import write_json
 
 CASES = {
     "atari": {"frame_shape": (1, 84, 84), "stack": 4, "num_envs": 8, "actions": 18},
@@ -74,8 +75,7 @@ def main() -> None:
         print(f"{name:8s} add {r['add']:>10,.0f}/s  sample@32 {r['sample_32']:>10,.0f}/s  "
               f"sample@256 {r['sample_256']:>10,.0f}/s  (n_step 3, len {r['len']:,})")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        write_json(Path(args.json), results)
 
 
 if __name__ == "__main__":

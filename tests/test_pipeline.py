@@ -88,9 +88,10 @@ def test_distill_and_evaluate_a_student(experts: Path, tmp_path: Path, loss: str
 def test_evaluation_is_deterministic_for_a_seed(experts: Path, tmp_path: Path) -> None:
     runs = []
     for name in ("a", "b"):
+        out = tmp_path / name / "new" / "eval.json"  # missing folders are made
         assert main(["evaluate", str(experts / "MinAtar-Breakout" / "expert.pt"), "--episodes", "6", "--seed", "3",
-                     "--out", str(tmp_path / f"{name}.json")]) == 0
-        runs.append(json.loads((tmp_path / f"{name}.json").read_text())["games"]["MinAtar/Breakout"]["returns"])
+                     "--out", str(out)]) == 0
+        runs.append(json.loads(out.read_text())["games"]["MinAtar/Breakout"]["returns"])
     assert runs[0] == runs[1]
 
 

@@ -1,4 +1,4 @@
-"""Tests for the CPU thread tuner in actormimic.runtime (a fake clock stands in for the machine)."""
+"""Tests for actormimic.runtime: the CPU thread tuner (a fake clock stands in for the machine), file writing."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from actormimic import runtime
-from actormimic.runtime import ThreadTuner, thread_tuner
+from actormimic.runtime import ThreadTuner, thread_tuner, write_json
 
 
 @pytest.fixture
@@ -54,3 +54,11 @@ def test_tuner_only_for_auto_threads_on_a_multicore_cpu(monkeypatch: pytest.Monk
         assert thread_tuner(torch.device("cpu"), 0) is None
     finally:
         torch.set_num_threads(threads)
+
+
+def test_write_json_makes_missing_folders_and_leaves_no_temporary(tmp_path) -> None:
+    path = tmp_path / "a" / "b" / "out.json"
+    write_json(path, {"x": 1})
+    write_json(path, {"x": 2})
+    assert path.read_text() == '{\n  "x": 2\n}\n'
+    assert [p.name for p in path.parent.iterdir()] == ["out.json"]

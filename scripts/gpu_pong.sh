@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The Pong-in-8-minutes check (issue 5) in one device call: trains configs/experts/pong-8min.yaml on the
+# GPU and keeps the log, TensorBoard events and eval.json under $OUT (default ./gpu-results/pong).
+# About 9.5 minutes: 8 of training, then the 30-episode final evaluation.
+set -uo pipefail
+OUT=${OUT:-gpu-results}/pong
+RUN=$(mktemp -d)/pong
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+timeout 580 actormimic train-experts --config configs/experts/pong-8min.yaml --out "$RUN" 2>&1 | tee "$OUT/train.log"
+cp -r "$RUN/Pong/tb" "$RUN/Pong/eval.json" "$OUT/" 2>/dev/null
+grep "\[eval" "$OUT/train.log" | tail -20
