@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from actormimic.reports import load_runs, score_table, to_csv, to_markdown
+from actormimic.runtime import write_text_atomic
 from actormimic.stats import HUMAN_SCORES
 
 
@@ -22,11 +23,10 @@ def main(argv: list[str] | None = None) -> None:
 
     table = score_table(load_runs(args.run_dirs), human_table=args.human_table, n_boot=args.n_boot, seed=args.seed)
     prefix = Path(args.out)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
     markdown = to_markdown(table)
     outputs = {".md": markdown, ".csv": to_csv(table), ".json": json.dumps(table, indent=2) + "\n"}
     for suffix, text in outputs.items():
-        Path(f"{prefix}{suffix}").write_text(text)
+        write_text_atomic(Path(f"{prefix}{suffix}"), text)  # makes missing folders
     print(markdown)
     print("wrote " + ", ".join(f"{prefix}{suffix}" for suffix in outputs))
 
