@@ -18,7 +18,7 @@ import torch
 
 from actormimic.checkpoint import load_checkpoint, save_checkpoint
 from actormimic.config import DistillConfig, config_to_dict
-from actormimic.evaluation import aggregate_games, evaluate_policy, get_protocol, random_score
+from actormimic.evaluation import aggregate_games, evaluate_policy, evaluate_with_fidelity, get_protocol, random_score
 from actormimic.loop import Every, GameStream, RunClock, UpdateCredit
 from actormimic.replay import ReplayBuffer
 from actormimic.reports import game_result, markdown_scores_table
@@ -71,7 +71,7 @@ def distill(config: DistillConfig, out: str, *, experts: Sequence[str] = (), res
     envs = {game: make_vector_env(game, preset, config.num_envs, config.seed + 1000 * i)
             for i, game in enumerate(games)}
     try:
-        teachers = {game: _load_teacher(paths[game], game, preset.name, envs[game], device) for game in games}
+        teachers = {game: load_teacher(paths[game], game, preset.name, envs[game], device) for game in games}
         folder = prepare_run_dir(out, resume=resume, overwrite=overwrite, marker=STUDENT)
         save_config(config, folder)
         return _train(config, folder, envs, teachers, paths, device, resume)
@@ -80,7 +80,7 @@ def distill(config: DistillConfig, out: str, *, experts: Sequence[str] = (), res
             env.close()
 
 
-def _load_teacher(path: Path, game: str, preset: str, env: Any, device: torch.device) -> Expert:
+def load_teacher(path: Path, game: str, preset: str, env: Any, device: torch.device) -> Expert:
     """Load one frozen expert, turning a mismatch into a user-facing error."""
     try:
         return load_expert(path, game=game, preset_name=preset, n_actions=env.n_actions, obs_shape=env.obs_shape,
@@ -134,7 +134,7 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
         generator.set_state(state["generator"])
         if counters["finished"]:
             print(f"student in {folder} already finished; re-evaluating", flush=True)
-    shares = _batch_shares(config)
+    shares = batch_shares(config)
     protocol = {game: get_protocol(config.eval.protocol, game, episodes=config.eval.episodes,
                                    epsilon=config.eval.epsilon) for game in games}
     final_protocol = {g: dataclasses.replace(p, episodes=config.eval.final_episodes) for g, p in protocol.items()}
@@ -168,18 +168,20 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
     def evaluate(final: bool = False) -> dict[str, Any]:
         results: dict[str, Any] = {}
         for game in games:
-            returns = evaluate_policy(lambda obs, g=game: student.logits(obs, g).argmax(-1), envs[game].action_ids,
-                                      game, (final_protocol if final else protocol)[game],
-                                      num_envs=config.eval.num_envs, seed=eval_seed, device=device)
+            returns, to_expert = evaluate_with_fidelity(
+                lambda obs, g=game: student.logits(obs, g).argmax(-1), envs[game].action_ids, game,
+                (final_protocol if final else protocol)[game], teachers[game].q_values,
+                num_envs=config.eval.num_envs, seed=eval_seed, device=device)
             results[game] = game_result(game, returns, random=random_score(game, protocol[game]),
-                                        expert_mean=expert_scores[game])
+                                        expert_mean=expert_scores[game], fidelity=to_expert)
             tag = safe_name(game)
-            monitor.scalars({f"eval/{tag}/score": results[game]["mean"]}, counters["step"])
+            monitor.scalars({f"eval/{tag}/score": results[game]["mean"], f"eval/{tag}/regret": to_expert["regret"],
+                             f"eval/{tag}/agreement": to_expert["agreement"]}, counters["step"])
             if results[game]["expert_normalized"] is not None:
                 monitor.scalars({f"eval/{tag}/expert_normalized": results[game]["expert_normalized"]},
                                 counters["step"])
-        print(" ".join(f"[eval {protocol[g].name}] {safe_name(g)} raw {r['mean']:.2f} "
-                       f"(expert {expert_scores[g]:.2f})" for g, r in results.items()), flush=True)
+        print(" ".join(f"[eval {protocol[g].name}] {safe_name(g)} raw {r['mean']:.2f} (expert {expert_scores[g]:.2f}, "
+                       f"agreement {r['fidelity']['agreement']:.3f})" for g, r in results.items()), flush=True)
         return results
 
     def update() -> dict[str, torch.Tensor]:
@@ -241,7 +243,7 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
         monitor.close()
 
 
-def _batch_shares(config: DistillConfig) -> dict[str, int]:
+def batch_shares(config: DistillConfig) -> dict[str, int]:
     """Samples per game in a mixed minibatch (proportional to game_weights; every game gets >= 1)."""
     weights = np.array([config.game_weights.get(g, 1.0) for g in config.games], dtype=float)
     raw = weights / weights.sum() * config.batch_size

@@ -20,7 +20,9 @@ from actormimic.runtime import RunError, select_device, write_json
 from envs import Preset, get_preset, is_minatar, make_vector_env, resolve_game
 
 Policy = Callable[[torch.Tensor], torch.Tensor]
+QFunction = Callable[[torch.Tensor], torch.Tensor]
 RANDOM_BASELINE_SEED = 7919
+FIDELITY_STATES = 4096  # agreement over 4096 states: standard error <= 0.008
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,70 @@ def evaluate_policy(
     return [value for per_env in returns for value in per_env]
 
 
+class StateReservoir:
+    """A uniform random sample of up to `capacity` rows from a stream of observation batches (reservoir sampling)."""
+
+    def __init__(self, capacity: int, seed: int = 0) -> None:
+        self.capacity, self.seen = int(capacity), 0
+        self.rows: torch.Tensor | None = None
+        self._rng = np.random.default_rng(seed)
+
+    def add(self, obs: torch.Tensor) -> None:
+        """Offer every row of `obs`: row number t of the stream (from 0) takes a uniform slot in [0, t] and is kept
+        when that slot is below `capacity`, replacing the slot's row (the later row wins, as if offered one by one)."""
+        if self.rows is None:
+            self.rows = obs.new_empty((self.capacity, *obs.shape[1:]))
+        t = np.arange(self.seen, self.seen + len(obs))
+        slots = np.where(t < self.capacity, t, np.floor(self._rng.random(len(obs)) * (t + 1)).astype(np.int64))
+        self.seen += len(obs)
+        kept = np.flatnonzero(slots < self.capacity)[::-1]  # newest first, so np.unique keeps each slot's last row
+        slots, first = np.unique(slots[kept], return_index=True)
+        rows = torch.as_tensor(kept[first].copy(), device=obs.device)
+        self.rows.index_copy_(0, torch.as_tensor(slots, device=obs.device), obs.index_select(0, rows))
+
+    @property
+    def states(self) -> torch.Tensor:
+        """The sampled rows (fewer than `capacity` when fewer were offered)."""
+        if self.rows is None:
+            raise ValueError("no states were recorded")
+        return self.rows[: min(self.seen, self.capacity)]
+
+
+def fidelity(policy: Policy, teacher_q: QFunction, states: torch.Tensor, chunk: int = 1024) -> dict[str, float | int]:
+    """`fidelity_of_actions` of a greedy `policy` to the teacher on `states` (run in chunks)."""
+    with torch.no_grad():
+        parts = [(policy(part), teacher_q(part)) for part in states.split(chunk)]
+    return fidelity_of_actions(torch.cat([a for a, _ in parts]), torch.cat([q for _, q in parts]))
+
+
+def fidelity_of_actions(actions: torch.Tensor, teacher_q: torch.Tensor) -> dict[str, float | int]:
+    """How closely actions (B,) follow a teacher with Q-values (B, K) on the same states.
+
+    agreement: share of states where the action is the teacher's greedy action (or one tied with it);
+    regret: mean of max_a Q(s, a) - Q(s, action) in the teacher's Q units (0 for a perfect copy).
+    """
+    q = teacher_q.float()
+    chosen = q.gather(1, actions.long().unsqueeze(1)).squeeze(1)
+    best = q.amax(-1)
+    return {"agreement": float((chosen == best).float().mean()), "regret": float((best - chosen).mean()),
+            "states": len(q)}
+
+
+def evaluate_with_fidelity(
+    policy: Policy, policy_actions: Sequence[int], game: str, protocol: Protocol, teacher_q: QFunction, *,
+    num_envs: int = 8, seed: int = 0, device: torch.device | str = "cpu",
+) -> tuple[list[float], dict[str, float | int]]:
+    """`evaluate_policy`, plus the policy's `fidelity` to the teacher on a uniform sample of the states it visited."""
+    reservoir = StateReservoir(FIDELITY_STATES, seed)
+
+    def recording(obs: torch.Tensor) -> torch.Tensor:
+        reservoir.add(obs)
+        return policy(obs)
+
+    returns = evaluate_policy(recording, policy_actions, game, protocol, num_envs=num_envs, seed=seed, device=device)
+    return returns, fidelity(policy, teacher_q, reservoir.states)
+
+
 @functools.lru_cache(maxsize=None)
 def random_score(game: str, protocol: Protocol) -> float:
     """Mean raw score of the uniform random policy: the published table for Atari games, else 100
@@ -154,11 +220,17 @@ def evaluate_checkpoint(
         results["protocol"] = proto.to_dict()
         print(f"evaluating {game} under protocol {proto.name} ({proto.episodes} episodes, epsilon {proto.epsilon}) ...",
               flush=True)
-        returns = evaluate_policy(policy, actions, game, proto, num_envs=num_envs, seed=seed, device=dev)
+        expert = policies.experts.get(game)
+        if expert is None:
+            returns = evaluate_policy(policy, actions, game, proto, num_envs=num_envs, seed=seed, device=dev)
+            to_expert = None
+        else:
+            returns, to_expert = evaluate_with_fidelity(policy, actions, game, proto, expert[0], num_envs=num_envs,
+                                                        seed=seed, device=dev)
         expert_mean = (float(np.mean(returns)) if policies.kind == "expert"
                        else _expert_reference(policies, game, proto, seed, num_envs, dev))
         results["games"][game] = game_result(game, returns, random=random_score(game, proto),
-                                             expert_mean=expert_mean)
+                                             expert_mean=expert_mean, fidelity=to_expert)
     results["aggregate"] = aggregate_games(results["games"])
     print(markdown_scores_table(results), flush=True)
     if out:
@@ -169,13 +241,13 @@ def evaluate_checkpoint(
 
 def _expert_reference(policies: Any, game: str, protocol: Protocol, seed: int, num_envs: int,
                       device: torch.device) -> float | None:
-    """The expert's mean score under the same protocol and seed (itself, for an expert)."""
+    """The student's expert's mean score under the same protocol and seed (None without the expert's file)."""
     expert = policies.experts.get(game)
     if expert is None:
         return None
-    policy, actions = expert
-    return float(np.mean(evaluate_policy(policy, actions, game, protocol, num_envs=num_envs, seed=seed,
-                                         device=device)))
+    q_values, actions = expert
+    return float(np.mean(evaluate_policy(lambda obs: q_values(obs).argmax(-1), actions, game, protocol,
+                                         num_envs=num_envs, seed=seed, device=device)))
 
 
 def resolve_checked(game: str) -> str:

@@ -14,18 +14,19 @@ from agents.amn import Student
 from agents.experts import load_expert
 from agents.networks import QNetwork
 
-Policy = Callable[[torch.Tensor], torch.Tensor]
+Policy = Callable[[torch.Tensor], torch.Tensor]  # observations -> greedy action indices
+QFunction = Callable[[torch.Tensor], torch.Tensor]  # observations -> Q-values
 
 
 @dataclass
 class LoadedPolicies:
-    """Per game: a greedy policy and its action set (ALE ids); for a student also its experts."""
+    """Per game: a greedy policy and its action set (ALE ids); for a student also its experts' Q-functions."""
 
     kind: str
     method: str
     preset: str
     by_game: dict[str, tuple[Policy, list[int]]]
-    experts: dict[str, tuple[Policy, list[int]]] = field(default_factory=dict)
+    experts: dict[str, tuple[QFunction, list[int]]] = field(default_factory=dict)
 
 
 def _greedy(network: torch.nn.Module) -> Policy:
@@ -62,5 +63,5 @@ def load_policies(path: str | Path, device: torch.device, games: Sequence[str] |
             expert = load_expert(expert_path, game=game, preset_name=data["preset"]["name"], n_actions=len(ids),
                                  obs_shape=tuple(data["obs_shapes"][game]), device=device,
                                  action_ids=ids)
-            loaded.experts[game] = ((lambda obs, e=expert: e.q_values(obs).argmax(-1)), ids)
+            loaded.experts[game] = (expert.q_values, ids)
     return loaded

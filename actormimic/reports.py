@@ -43,6 +43,7 @@ from actormimic.stats import (
 
 EVAL_FILE = "eval.json"
 NORMALIZATIONS = ("expert_normalized", "human_normalized")
+FIDELITY_KEYS = ("agreement", "regret")  # a student against its expert, see evaluation.fidelity
 _EVAL_TAG = re.compile(r"^eval/(?P<game>.+)/score$")
 
 RunKey = tuple[str, int]
@@ -55,8 +56,13 @@ def game_result(
     expert_mean: float | None = None,
     n_boot: int = 2000,
     seed: int = 0,
+    fidelity: dict | None = None,
 ) -> dict:
-    """Per-game eval.json entry; ``random`` defaults to the published random score when the game has one."""
+    """Per-game eval.json entry; ``random`` defaults to the published random score when the game has one.
+
+    ``fidelity`` (a student's agreement with / regret against its expert, see evaluation.fidelity) is stored
+    under that key when given.
+    """
     summary = summarize_returns(returns, n_boot=n_boot, seed=seed)
     random = RANDOM_SCORES.get(game) if random is None else random
     return {
@@ -69,6 +75,7 @@ def game_result(
         "human_normalized": human_normalized(game, summary["mean"], "agent57"),
         "human_normalized_nature": human_normalized(game, summary["mean"], "nature"),
         "expert_normalized": expert_normalized(summary["mean"], expert_mean, random),
+        **({"fidelity": fidelity} if fidelity is not None else {}),
     }
 
 
@@ -186,9 +193,10 @@ def score_table(runs: Sequence[dict], human_table: str = "agent57", n_boot: int 
     """Per-method, per-game scores across seeds plus stratified-bootstrap aggregates of normalized scores.
 
     Per game: "mean" is the mean over seeds of each seed's mean return, "ci95" the bootstrap interval
-    of the mean over all episodes of all seeds pooled, and the normalized scores are means over seeds
-    of each seed's normalized score. Aggregates use the (seeds, games) matrix of normalized scores over
-    the games every seed has a normalized score for.
+    of the mean over all episodes of all seeds pooled, and the normalized scores (and a student's
+    "agreement" and "regret" with its expert, when every seed has them) are means over seeds.
+    Aggregates use the (seeds, games) matrix of normalized scores over the games every seed has a
+    normalized score for.
     """
     protocol = check_protocol(runs)
     merged = _merge_runs(runs)
@@ -210,6 +218,9 @@ def score_table(runs: Sequence[dict], human_table: str = "agent57", n_boot: int 
             for norm in NORMALIZATIONS:
                 values = [_normalized(game, e, norm, human_table) for e in entries]
                 row[norm] = None if None in values else float(np.mean(values))
+            for key in FIDELITY_KEYS:
+                values = [e.get("fidelity", {}).get(key) for e in entries]
+                row[key] = None if None in values else float(np.mean(values))
             games_table[game] = row
         methods[method] = {
             "seeds": sorted(key[1] for key in method_runs),
@@ -243,14 +254,18 @@ def _fmt_interval(value: dict, digits: int = 3) -> str:
 
 
 def to_markdown(table: dict) -> str:
-    """Markdown rendering of a score_table result: per-game scores, then aggregates."""
+    """Markdown rendering of a score_table result: per-game scores (with agreement and regret columns when a
+    student's fidelity was measured), then aggregates."""
+    rows = [row for data in table["methods"].values() for row in data["games"].values()]
+    measured = any(row.get("agreement") is not None for row in rows)
+    extra = (" Agreement | Regret |", "---:|---:|") if measured else ("", "")
     lines = [
         f"## Scores — protocol: {_protocol_label(table['protocol'])}",
         "",
         f"Human reference: {table['human_table']}. Mean over seeds; 95% CI: bootstrap over all episodes.",
         "",
-        "| Game | Method | Seeds | Episodes | Mean | 95% CI | Expert-norm | Human-norm |",
-        "|---|---|---:|---:|---:|---|---:|---:|",
+        "| Game | Method | Seeds | Episodes | Mean | 95% CI | Expert-norm | Human-norm |" + extra[0],
+        "|---|---|---:|---:|---:|---|---:|---:|" + extra[1],
     ]
     for method, data in table["methods"].items():
         for game, row in data["games"].items():
@@ -259,6 +274,7 @@ def to_markdown(table: dict) -> str:
                 f"| {game} | {method} | {row['n_seeds']} | {row['n_episodes']} | {_fmt(row['mean'])} "
                 f"| [{_fmt(lo)}, {_fmt(hi)}] | {_fmt(row['expert_normalized'], 3)} "
                 f"| {_fmt(row['human_normalized'], 3)} |"
+                + (f" {_fmt(row.get('agreement'), 3)} | {_fmt(row.get('regret'), 4)} |" if measured else "")
             )
     lines += [
         "",
@@ -283,12 +299,12 @@ def to_csv(table: dict) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(
         ["protocol", "human_table", "method", "game", "n_seeds", "n_episodes", "mean", "ci95_lo", "ci95_hi"]
-        + list(NORMALIZATIONS)
+        + list(NORMALIZATIONS) + list(FIDELITY_KEYS)
     )
     protocol = _protocol_label(table["protocol"])
     for method, data in table["methods"].items():
         for game, row in data["games"].items():
-            norms = ["" if row[n] is None else row[n] for n in NORMALIZATIONS]
+            norms = ["" if row.get(n) is None else row[n] for n in NORMALIZATIONS + FIDELITY_KEYS]
             writer.writerow(
                 [protocol, table["human_table"], method, game, row["n_seeds"], row["n_episodes"], row["mean"]]
                 + row["ci95"]
@@ -298,21 +314,30 @@ def to_csv(table: dict) -> str:
 
 
 def markdown_scores_table(eval_result: dict) -> str:
-    """Markdown table of one eval.json: Game | mean ± std | 95% CI | human-norm | expert-norm."""
+    """Markdown table of one eval.json: Game | mean ± std | 95% CI | human-norm | expert-norm
+    (| agreement | regret, for a student measured against its experts)."""
     validate_eval_result(eval_result)
+    with_fidelity = any("fidelity" in entry for entry in eval_result["games"].values())
+    extra = (" agreement | regret |", "---:|---:|") if with_fidelity else ("", "")
     lines = [
         f"### {eval_result['method']} ({eval_result.get('kind', '?')}, seed {eval_result['seed']}) — "
         f"protocol: {_protocol_label(eval_result['protocol'])}",
         "",
-        "| Game | mean ± std | 95% CI | human-norm | expert-norm |",
-        "|---|---:|---|---:|---:|",
+        "| Game | mean ± std | 95% CI | human-norm | expert-norm |" + extra[0],
+        "|---|---:|---|---:|---:|" + extra[1],
     ]
     for game, entry in eval_result["games"].items():
         lo, hi = entry["ci95"]
+        fid = entry.get("fidelity") or {}
+        tail = f" {_fmt(fid.get('agreement'), 3)} | {_fmt(fid.get('regret'), 4)} |" if with_fidelity else ""
         lines.append(
             f"| {game} | {_fmt(entry['mean'])} ± {_fmt(entry['std'])} | [{_fmt(lo)}, {_fmt(hi)}] "
-            f"| {_fmt(entry.get('human_normalized'), 3)} | {_fmt(entry.get('expert_normalized'), 3)} |"
+            f"| {_fmt(entry.get('human_normalized'), 3)} | {_fmt(entry.get('expert_normalized'), 3)} |" + tail
         )
+    if with_fidelity:
+        lines += ["", "agreement: share of the states the student visited (a uniform sample) where it "
+                  "picks its expert's greedy action; regret: the expert's Q of that action "
+                  "minus the expert's Q of the student's action, averaged."]
     return "\n".join(lines) + "\n"
 
 

@@ -1,4 +1,4 @@
-"""Evaluation protocols: their settings, epsilon, episode quotas, the frame cap and no-op starts."""
+"""Evaluation protocols (settings, epsilon, episode quotas, the frame cap, no-op starts) and fidelity to a teacher."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import actormimic.evaluation as evaluation
-from actormimic.evaluation import evaluate_policy, get_protocol
+from actormimic.evaluation import StateReservoir, evaluate_policy, evaluate_with_fidelity, fidelity, get_protocol
 from actormimic.runtime import RunError
 from envs import StepResult, get_preset, make_vector_env
 
@@ -110,3 +110,56 @@ def test_no_op_starts_stay_within_bounds_and_vary() -> None:
     finally:
         env.close()
     assert frames.max() <= preset.noop_max * preset.frame_skip and len(set(frames.tolist())) > 1
+
+
+def test_state_reservoir_keeps_a_uniform_sample() -> None:
+    capacity, stream, trials = 8, 40, 3000
+    kept = np.zeros(stream)
+    for trial in range(trials):
+        reservoir = StateReservoir(capacity, seed=trial)
+        for start in range(0, stream, 7):  # uneven batches, the last one short
+            reservoir.add(torch.arange(start, min(start + 7, stream)).unsqueeze(1))
+        rows = reservoir.states[:, 0].numpy()
+        assert len(set(rows.tolist())) == capacity  # no row twice, every slot filled
+        kept[rows] += 1
+    # each of the 40 rows is kept with probability 8/40: 600 of 3000 trials, binomial std ~22
+    assert np.abs(kept - trials * capacity / stream).max() < 5 * np.sqrt(trials * 0.2 * 0.8)
+
+
+def test_state_reservoir_short_stream_keeps_everything() -> None:
+    reservoir = StateReservoir(10, seed=0)
+    reservoir.add(torch.arange(6).reshape(3, 2))
+    assert torch.equal(reservoir.states, torch.arange(6).reshape(3, 2))
+    with pytest.raises(ValueError, match="no states"):
+        StateReservoir(4).states  # noqa: B018
+
+
+def test_fidelity_agreement_and_regret_by_hand() -> None:
+    q = torch.tensor([[1.0, 3.0, 2.0], [5.0, 0.0, 5.0], [0.0, 0.0, -1.0], [2.0, 1.0, 0.0]])
+    picks = torch.tensor([2, 2, 2, 0])  # regret 1, 0 (tie with the best), 1, 0
+    result = fidelity(lambda obs: picks[obs[:, 0]], lambda obs: q[obs[:, 0]], torch.arange(4).unsqueeze(1), chunk=3)
+    assert result == {"agreement": 0.5, "regret": 0.5, "states": 4}
+
+
+def test_evaluate_with_fidelity_on_minatar(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    q_net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4 * 10 * 10, 3))  # Breakout: 4 channels, 3 actions
+    teacher = lambda obs: q_net(obs.float())  # noqa: E731
+    protocol = get_protocol("minatar", "MinAtar/Breakout", episodes=4, epsilon=0.0)
+    actions = list(make_vector_env("MinAtar/Breakout", "minatar", 1, 0).action_ids)
+    returns, itself = evaluate_with_fidelity(lambda obs: teacher(obs).argmax(-1), actions, "MinAtar/Breakout",
+                                             protocol, teacher, num_envs=2, seed=1)
+    assert len(returns) == 4 and itself["agreement"] == 1.0 and itself["regret"] == 0.0 and itself["states"] > 0
+
+    offered: list[torch.Tensor] = []
+    add = StateReservoir.add
+    monkeypatch.setattr(StateReservoir, "add", lambda self, obs: (offered.append(obs), add(self, obs))[1])
+    _, constant = evaluate_with_fidelity(lambda obs: torch.zeros(len(obs), dtype=torch.long), actions,
+                                         "MinAtar/Breakout", protocol, teacher, num_envs=2, seed=1)
+    visited = torch.cat(offered)
+    assert len(visited) <= evaluation.FIDELITY_STATES  # short games: the sample is every visited state
+    with torch.no_grad():
+        q = teacher(visited)
+    assert constant["states"] == len(visited)
+    assert constant["agreement"] == pytest.approx(float((q[:, 0] == q.max(-1).values).float().mean()))
+    assert constant["regret"] == pytest.approx(float((q.max(-1).values - q[:, 0]).mean()), rel=1e-5)

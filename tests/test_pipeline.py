@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -68,21 +69,42 @@ def test_distill_and_evaluate_a_student(experts: Path, tmp_path: Path, loss: str
     assert set(result["games"]) == {"MinAtar/Breakout", "MinAtar/SpaceInvaders"}
     for entry in result["games"].values():
         assert entry["expert_mean"] is not None and len(entry["returns"]) == 3
+        assert 0.0 <= entry["fidelity"]["agreement"] <= 1.0 and entry["fidelity"]["regret"] >= 0.0
     capsys.readouterr()
     report = tmp_path / "eval.json"
     assert main(["evaluate", str(out / "student.pt"), "--games", "MinAtar/Breakout", "--episodes", "4",
                  "--out", str(report)]) == 0
     printed = capsys.readouterr().out
-    assert "protocol: minatar" in printed and "| MinAtar/Breakout |" in printed
+    assert "protocol: minatar" in printed and "| MinAtar/Breakout |" in printed and "| agreement | regret |" in printed
     evaluated = json.loads(report.read_text())
     assert evaluated["kind"] == "student" and evaluated["method"] == loss
     assert len(evaluated["games"]["MinAtar/Breakout"]["returns"]) == 4
     assert evaluated["games"]["MinAtar/Breakout"]["expert_mean"] is not None
+    assert evaluated["games"]["MinAtar/Breakout"]["fidelity"]["states"] > 0
 
     q_net = QNetwork("minatar", (6, 10, 10), 4)  # SpaceInvaders: the student's input has its 6 channels
     _init_torso(q_net, str(out / "student.pt"))
     torso = {k.removeprefix("torso."): v for k, v in student["model"].items() if k.startswith("torso.")}
     assert all(torch.equal(q_net.torso.state_dict()[k], v) for k, v in torso.items())
+
+
+def test_offline_fidelity_script(experts: Path, tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("fidelity_offline", ROOT / "scripts" / "fidelity_offline.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    args = ["--experts", str(experts), "--set", "games=MinAtar/Breakout,MinAtar/SpaceInvaders", "--steps", "30",
+            "--envs", "4", "--updates", "60", "--every", "25", "--loss", "ce", "cc"]
+    first = script.main([*args, "--seeds", "3", "--out", str(tmp_path / "offline.json")])
+    assert first["states"] == {"MinAtar/Breakout": [120, 40], "MinAtar/SpaceInvaders": [120, 40]}
+    curve = first["runs"]["ce"][0]["curve"]
+    assert [point["updates"] for point in curve] == [25, 50, 60]
+    assert all(0.0 <= point[g]["agreement"] <= 1.0 and point[g]["regret"] >= 0.0 and point[g]["states"] == 40
+               for point in curve for g in first["games"])
+    assert first["runs"]["ce"][0]["curve"] != first["runs"]["cc"][0]["curve"]
+    again = script.main([*args, "--seeds", "3"])
+    assert again["runs"]["cc"][0]["curve"] == first["runs"]["cc"][0]["curve"]  # deterministic for a seed
+    assert json.loads((tmp_path / "offline.json").read_text())["runs"]["ce"][0]["curve"] == curve
+    assert (tmp_path / "offline.md").read_text().startswith("| loss | seeds | MinAtar/Breakout agreement")
 
 
 def test_evaluation_is_deterministic_for_a_seed(experts: Path, tmp_path: Path) -> None:

@@ -178,6 +178,24 @@ def test_markdown_and_csv_name_the_protocol(runs_root: Path) -> None:
     assert minatar["human_normalized"] == "" and float(minatar["expert_normalized"]) > 0
 
 
+def test_score_table_averages_fidelity_over_seeds(runs_root: Path) -> None:
+    runs = load_runs([runs_root])
+    assert "Agreement" not in to_markdown(score_table(runs, n_boot=50))
+    for run in runs:
+        if run["method"] == "cc":
+            run["games"]["Pong"]["fidelity"] = {"agreement": 0.8 + 0.05 * run["seed"], "regret": 0.01, "states": 9}
+            if run["seed"] != 2:  # seed 2 of cc lacks it for MinAtar/Breakout: no mean over a subset of seeds
+                run["games"]["MinAtar/Breakout"]["fidelity"] = {"agreement": 0.5, "regret": 0.2, "states": 9}
+    table = score_table(runs, n_boot=50)
+    cc = table["methods"]["cc"]["games"]
+    assert cc["Pong"]["agreement"] == pytest.approx(0.85) and cc["Pong"]["regret"] == pytest.approx(0.01)
+    assert cc["MinAtar/Breakout"]["agreement"] is None and table["methods"]["ce"]["games"]["Pong"]["regret"] is None
+    markdown = to_markdown(table)
+    assert "| Human-norm | Agreement | Regret |" in markdown and "| 0.850 | 0.0100 |" in markdown
+    rows = {(r["method"], r["game"]): r for r in csv.DictReader(io.StringIO(to_csv(table)))}
+    assert float(rows["cc", "Pong"]["agreement"]) == pytest.approx(0.85) and rows["ce", "Pong"]["agreement"] == ""
+
+
 def test_markdown_scores_table(runs_root: Path) -> None:
     (run,) = load_runs([runs_root / "cc_s1"])
     text = markdown_scores_table(run)
@@ -186,7 +204,11 @@ def test_markdown_scores_table(runs_root: Path) -> None:
     assert lines[2] == "| Game | mean ± std | 95% CI | human-norm | expert-norm |"
     pong = run["games"]["Pong"]
     assert f"| Pong | {pong['mean']:.2f} ± {pong['std']:.2f} |" in text
-    assert "| MinAtar/Breakout |" in text and "| – |" in text
+    assert "| MinAtar/Breakout |" in text and "| – |" in text and "agreement" not in text
+    run["games"]["Pong"]["fidelity"] = {"agreement": 0.875, "regret": 0.0123, "states": 4096}
+    text = markdown_scores_table(run)
+    assert "| expert-norm | agreement | regret |" in text and "| 0.875 | 0.0123 |" in text
+    assert "| MinAtar/Breakout |" in text and text.count("| – | – |") >= 1
 
 
 def test_compare_groups(runs_root: Path) -> None:
