@@ -522,6 +522,7 @@ def plot_learning_curves(
         ax.legend(fontsize="small")
     for ax in axes[len(games) :]:
         ax.set_visible(False)
-    fig.suptitle("Evaluation score during training (mean over runs, 95% bootstrap band)", fontsize="small")
+    sep = "\n" if ncols == 1 else " "  # one 4-inch panel cannot hold the title on one line
+    fig.suptitle(f"Evaluation score during training{sep}(mean over runs, 95% bootstrap band)", fontsize="small")
     fig.savefig(out)
     return {game: {m: len(c) for m, c in grouped[game].items()} for game in games}

@@ -55,13 +55,26 @@ def test_qnetwork_shapes_and_spec(arch: str, shape: tuple[int, int, int], width:
     torch.testing.assert_close(clone(obs), net(obs))
 
 
+def textbook_nature_features(torso: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+    """The Nature torso as usually written: divide the input by 255, then plain convolutions."""
+    h = pixels.float() / 255.0
+    for layer in torso:
+        h = F.conv2d(h, layer.weight, layer.bias, layer.stride) if isinstance(layer, nn.Conv2d) else layer(h)
+    return h
+
+
 def test_input_scaling() -> None:
     torch.manual_seed(0)
     nature = QNetwork("nature", NATURE, 4)
     pixels = torch.randint(0, 256, (2, *NATURE), dtype=torch.uint8)
-    expected = nn.Sequential.forward(nature.torso, pixels.float() / 255.0)
-    torch.testing.assert_close(nature.features(pixels), expected)
+    ours = nature.features(pixels)
+    textbook = textbook_nature_features(nature.torso, pixels)
+    torch.testing.assert_close(ours, textbook)
     torch.testing.assert_close(nature(pixels), nature(pixels.float()))
+    ours_grads = torch.autograd.grad(ours.square().sum(), list(nature.torso.parameters()))
+    textbook_grads = torch.autograd.grad(textbook.square().sum(), list(nature.torso.parameters()))
+    for a, b in zip(ours_grads, textbook_grads):
+        torch.testing.assert_close(a, b)
     minatar = QNetwork("minatar", MINATAR, 4)
     grid = torch.rand(2, *MINATAR) < 0.3
     torch.testing.assert_close(minatar.features(grid), nn.Sequential.forward(minatar.torso, grid.float()))
