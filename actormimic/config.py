@@ -114,6 +114,9 @@ class DistillConfig:
     temperature: float = option(1.0, "softmax temperature T of the teacher policy softmax(Q/T)", gt=0.0)
     temperature_on: str = option("teacher", "T divides the teacher only (Actor-Mimic) or both (seed paper)",
                                  choices=("teacher", "both"))
+    target_smoothing: float = option(0.0, "mix this share of the uniform policy into the teacher's target "
+                                     "softmax(Q/T), pulling it off the simplex faces (0: off; mse ignores it)",
+                                     min=0.0, max=0.5)
     feature_beta: float = option(0.0, "weight of Actor-Mimic feature regression (0: off)", min=0.0)
     per_game_heads: bool = option(False, "one output head per game instead of the union of actions")
     replay_capacity: int = option(100_000, "replay size per game in transitions", min=1)

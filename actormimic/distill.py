@@ -102,7 +102,8 @@ def build_learner(config: DistillConfig, obs_shapes: dict[str, Sequence[int]], a
     set_precision(student, config.precision)
     return ActorMimicLearner(student, loss=config.loss, temperature=config.temperature,
                              temperature_on=config.temperature_on, lr=config.lr, adam_eps=config.adam_eps,
-                             max_grad_norm=config.max_grad_norm, feature_beta=config.feature_beta,
+                             max_grad_norm=config.max_grad_norm, target_smoothing=config.target_smoothing,
+                             feature_beta=config.feature_beta,
                              expert_features={g: t.features for g, t in teachers.items()}, device=device,
                              cuda_graph=config.cuda_graph)
 

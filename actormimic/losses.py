@@ -2,8 +2,9 @@
 
 Every kind is computed per row and reduced over rows the same way ("mean" or "sum"), except
 "seed-cc", which reproduces the seed paper's own reduction (see ``_seed_cc_rows``).  The
-teacher target is softmax(teacher_q / T); with ``temperature_on="both"`` the student logits
-are divided by T as well (the seed paper's code), with "teacher" only the teacher is (Actor-Mimic).
+teacher target is softmax(teacher_q / T), optionally smoothed toward the uniform policy
+((1 - s) target + s / K); with ``temperature_on="both"`` the student logits are divided by T as
+well (the seed paper's code), with "teacher" only the teacher is (Actor-Mimic).
 Teacher Q-values and expert features are treated as constants (detached).  Diagnostics are
 detached 0-dim tensors (no host synchronisation).
 """
@@ -125,15 +126,17 @@ def distillation_loss(
     temperature: float = 1.0,
     temperature_on: str = "teacher",
     reduction: str = "mean",
+    smoothing: float = 0.0,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Distillation loss of one kind in LOSS_KINDS and its diagnostics (detached 0-dim tensors)."""
-    _check_args(kind, temperature, temperature_on, reduction)
-    logits, target = _prepare(kind, student_logits, teacher_q, temperature, temperature_on)
+    _check_args(kind, temperature, temperature_on, reduction, smoothing)
+    logits, target = _prepare(kind, student_logits, teacher_q, temperature, temperature_on, smoothing)
     return _reduce(*_KINDS[kind](logits, target, teacher_q.detach()), reduction)
 
 
-def _check_args(kind: str, temperature: float, temperature_on: str, reduction: str) -> None:
-    """Refuse an unknown kind, temperature placement or reduction, or a non-positive temperature."""
+def _check_args(kind: str, temperature: float, temperature_on: str, reduction: str, smoothing: float) -> None:
+    """Refuse an unknown kind, temperature placement or reduction, a non-positive temperature or a smoothing
+    outside [0, 1)."""
     if kind not in _KINDS:
         raise ValueError(f"unknown loss kind {kind!r}; allowed: {', '.join(LOSS_KINDS)}")
     if temperature_on not in TEMPERATURE_ON:
@@ -142,15 +145,19 @@ def _check_args(kind: str, temperature: float, temperature_on: str, reduction: s
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
+    if not 0 <= smoothing < 1:
+        raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
 
 
 def _prepare(kind: str, student_logits: Tensor, teacher_q: Tensor, temperature: float,
-             temperature_on: str) -> tuple[Tensor, Tensor]:
-    """Shape check; the student logits as the loss sees them and the teacher target softmax(Q/T)."""
+             temperature_on: str, smoothing: float) -> tuple[Tensor, Tensor]:
+    """Shape check; the student logits as the loss sees them and the (smoothed) teacher target softmax(Q/T)."""
     if student_logits.dim() != 2 or student_logits.shape != teacher_q.shape:
         shapes = f"{tuple(student_logits.shape)} and {tuple(teacher_q.shape)}"
         raise ValueError(f"expected matching (B, K) shapes, got {shapes}")
     target = (teacher_q.detach() / temperature).softmax(-1)
+    if smoothing:
+        target = (1.0 - smoothing) * target + smoothing / target.shape[-1]
     logits = student_logits / temperature if temperature_on == "both" and kind != "mse" else student_logits
     return logits, target
 
@@ -169,6 +176,7 @@ def distillation_losses(
     temperature: float = 1.0,
     temperature_on: str = "teacher",
     reduction: str = "mean",
+    smoothing: float = 0.0,
 ) -> dict[str, tuple[Tensor, dict[str, Tensor]]]:
     """`distillation_loss` for several games at once ({game: (B_g, K_g)} logits and Q-values).
 
@@ -177,10 +185,11 @@ def distillation_losses(
     """
     games = list(student_logits)
     if kind != "cc" or len(games) < 2:
-        return {g: distillation_loss(kind, student_logits[g], teacher_q[g], temperature, temperature_on, reduction)
+        return {g: distillation_loss(kind, student_logits[g], teacher_q[g], temperature, temperature_on, reduction,
+                                     smoothing) for g in games}
+    _check_args(kind, temperature, temperature_on, reduction, smoothing)
+    prepared = {g: _prepare(kind, student_logits[g], teacher_q[g], temperature, temperature_on, smoothing)
                 for g in games}
-    _check_args(kind, temperature, temperature_on, reduction)
-    prepared = {g: _prepare(kind, student_logits[g], teacher_q[g], temperature, temperature_on) for g in games}
     etas = [_max_shifted(prepared[g][0]) for g in games]
     width = max(eta.shape[1] for eta in etas)
     padded = torch.cat([F.pad(eta, (0, width - eta.shape[1])) for eta in etas])

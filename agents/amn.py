@@ -132,11 +132,11 @@ class ActorMimicLearner:
     """
 
     def __init__(self, student: Student, *, loss: str, temperature: float, temperature_on: str, lr: float,
-                 adam_eps: float, max_grad_norm: float, feature_beta: float = 0.0,
+                 adam_eps: float, max_grad_norm: float, target_smoothing: float = 0.0, feature_beta: float = 0.0,
                  expert_features: Mapping[str, Callable[[Tensor], Tensor]] | None = None,
                  device: torch.device | str = "cpu", cuda_graph: bool = True) -> None:
         self.student, self.loss, self.device = student, loss, torch.device(device)
-        self.temperature, self.temperature_on = temperature, temperature_on
+        self.temperature, self.temperature_on, self.target_smoothing = temperature, temperature_on, target_smoothing
         self.max_grad_norm, self.feature_beta = max_grad_norm, feature_beta
         self.expert_features = dict(expert_features or {})
         if feature_beta and set(self.expert_features) != set(student.games):
@@ -167,7 +167,7 @@ class ActorMimicLearner:
         logs: dict[str, Tensor] = {}
         losses = distillation_losses(self.loss, {g: outputs[g][0] for g in games},
                                      {g: inputs[f"q/{g}"] for g in games}, temperature=self.temperature,
-                                     temperature_on=self.temperature_on)
+                                     temperature_on=self.temperature_on, smoothing=self.target_smoothing)
         for game in games:
             logits, features = outputs[game]
             teacher_q, tag = inputs[f"q/{game}"], game.replace("/", "-")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import NamedTuple
 
 import pytest
@@ -9,7 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from actormimic.losses import distillation_loss
 from agents import DQN, QNetwork, Student, arch_for_obs_shape, epsilon_schedule, set_precision
+from agents.amn import ActorMimicLearner
 
 MINATAR = (4, 10, 10)
 NATURE = (4, 84, 84)
@@ -348,3 +351,18 @@ def test_student_rejects_bad_action_sets() -> None:
         Student("minatar", MINATAR, ["pong"], {"pong": [0, 1, 1]})
     with pytest.raises(ValueError, match="not in"):
         Student("minatar", MINATAR, ["pong"], {"pong": [0, 1]}, expert_feature_dims={"qbert": 512})
+
+
+def test_learner_loss_uses_target_smoothing() -> None:
+    """The learner's per-game loss is distillation_loss with its temperature and target smoothing."""
+    student = make_student()
+    learner = ActorMimicLearner(student, loss="cc", temperature=0.5, temperature_on="teacher", lr=1e-3,
+                                adam_eps=1e-8, max_grad_norm=10.0, target_smoothing=0.2)
+    obs = obs_batch(8, seed=3)
+    q = torch.randn(8, 4, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        expected, _ = distillation_loss("cc", student.logits(obs, "breakout"), q, temperature=0.5, smoothing=0.2)
+        unsmoothed, _ = distillation_loss("cc", student.logits(obs, "breakout"), q, temperature=0.5)
+    logs = learner.update({"breakout": SimpleNamespace(obs=obs, payload=q)}, step=1)
+    torch.testing.assert_close(logs["loss/breakout/cc"], expected)
+    assert not torch.allclose(expected, unsmoothed)

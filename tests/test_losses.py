@@ -67,6 +67,23 @@ def test_cc_is_negative_log_prob_and_ce_minus_log_c() -> None:
     assert torch.allclose(diag["cc/logit_spread"], spread)
 
 
+def test_target_smoothing_matches_torch_label_smoothing_and_cc_log_prob() -> None:
+    """ce with smoothing s == F.cross_entropy(label_smoothing=s); cc scores the smoothed target as a CC density."""
+    student, q = _batch(b=24, k=6)
+    ce, _ = distillation_loss("ce", student, q, temperature=0.5, smoothing=0.1)
+    expected = F.cross_entropy(student, (q / 0.5).softmax(-1), label_smoothing=0.1)
+    assert torch.allclose(ce, expected, rtol=1e-6)
+    student64, q64 = student.detach().double(), q.double()
+    cc, _ = distillation_loss("cc", student64, q64, temperature=0.5, smoothing=0.1)
+    smoothed = 0.9 * (q64 / 0.5).softmax(-1) + 0.1 / 6
+    assert torch.allclose(cc, -ContinuousCategorical(student64).log_prob(smoothed).mean(), rtol=1e-12)
+    several = distillation_losses("cc", {"a": student64[:10], "b": student64[10:, :4]},
+                                  {"a": q64[:10], "b": q64[10:, :4]}, temperature=0.5, smoothing=0.1)
+    alone, _ = distillation_loss("cc", student64[10:, :4], q64[10:, :4], temperature=0.5, smoothing=0.1)
+    assert torch.allclose(several["b"][0], alone, rtol=1e-12)
+    assert torch.equal(distillation_loss("mse", student, q, smoothing=0.3)[0], distillation_loss("mse", student, q)[0])
+
+
 def test_cc_gradient_is_mean_minus_target_and_diagnostics() -> None:
     """d cc / d logits = (CC mean - target) / B; the l1 diagnostics match that mean."""
     student, q = _batch(b=8, k=5)
@@ -197,6 +214,8 @@ def test_invalid_arguments() -> None:
         distillation_loss("ce", student, q, temperature=0.0)
     with pytest.raises(ValueError):
         distillation_loss("ce", student, q[:, :3])
+    with pytest.raises(ValueError, match="smoothing"):
+        distillation_loss("ce", student, q, smoothing=1.0)
 
 
 def test_feature_regression_loss() -> None:
