@@ -31,6 +31,18 @@ def option(default: Any, help: str, **checks: Any) -> Any:
     return field(default=default, metadata={"help": help, **checks})
 
 
+def cpu_threads_option() -> Any:
+    """The `cpu_threads` field shared by the training configs."""
+    return option(0, "torch threads on the CPU (0: timed while training, 1 or all cores, whichever runs faster; "
+                  "all cores stall when other processes compete for them)", min=0)
+
+
+def precision_option() -> Any:
+    """The `precision` field shared by the training configs."""
+    return option("fp32", "torso arithmetic: fp32, or bf16 autocast (Q head, loss and Adam stay fp32; pays off "
+                  "on GPUs and on CPUs with AVX512-BF16/AMX)", choices=("fp32", "bf16"))
+
+
 # --------------------------------------------------------------------------------------------
 # Config sections
 
@@ -58,8 +70,7 @@ class ExpertsConfig:
     seed: int = option(0, "random seed", min=0)
     device: str = option("auto", "training device", choices=("auto", "cpu", "cuda"))
     num_envs: int = option(8, "parallel training envs per game", min=1)
-    cpu_threads: int = option(0, "torch threads on the CPU (0: timed while training, 1 or all cores, whichever "
-                              "runs faster; all cores stall when other processes compete for them)", min=0)
+    cpu_threads: int = cpu_threads_option()
     arch: str = option("auto", "Q-network torso (auto: from the observation shape)",
                        choices=("auto", "nature", "minatar"))
     dueling: bool = option(False, "dueling Q head")
@@ -81,8 +92,7 @@ class ExpertsConfig:
     epsilon_end: float = option(0.01, "final exploration epsilon", min=0.0, max=1.0)
     epsilon_fraction: float = option(0.1, "fraction of steps over which epsilon decays", min=0.0, max=1.0)
     cuda_graph: bool = option(True, "capture the update in a CUDA graph on GPU")
-    precision: str = option("fp32", "torso arithmetic: fp32, or bf16 autocast (Q head, loss and Adam stay fp32; "
-                            "pays off on GPUs and on CPUs with AVX512-BF16/AMX)", choices=("fp32", "bf16"))
+    precision: str = precision_option()
     time_limit_minutes: float = option(0.0, "stop learning after this many minutes (0: no limit)", min=0.0)
     checkpoint_interval: int = option(500_000, "agent steps between resume checkpoints", min=1)
     log_interval: float = option(10.0, "seconds between progress lines and perf scalars", gt=0.0)
@@ -108,8 +118,7 @@ class DistillConfig:
     seed: int = option(0, "random seed", min=0)
     device: str = option("auto", "training device", choices=("auto", "cpu", "cuda"))
     num_envs: int = option(4, "parallel envs per game", min=1)
-    cpu_threads: int = option(0, "torch threads on the CPU (0: timed while training, 1 or all cores, whichever "
-                              "runs faster; all cores stall when other processes compete for them)", min=0)
+    cpu_threads: int = cpu_threads_option()
     loss: str = option("ce", "distillation loss", choices=("ce", "cc", "kl", "mse", "seed-cc"))
     temperature: float = option(1.0, "softmax temperature T of the teacher policy softmax(Q/T)", gt=0.0)
     temperature_on: str = option("teacher", "T divides the teacher only (Actor-Mimic) or both (seed paper)",
@@ -134,8 +143,7 @@ class DistillConfig:
                            choices=("mixed", "blocks"))
     block_steps: int = option(100_000, "agent steps per game block (schedule: blocks)", min=1)
     cuda_graph: bool = option(True, "capture the update in a CUDA graph on GPU")
-    precision: str = option("fp32", "torso arithmetic: fp32, or bf16 autocast (Q head, loss and Adam stay fp32; "
-                            "pays off on GPUs and on CPUs with AVX512-BF16/AMX)", choices=("fp32", "bf16"))
+    precision: str = precision_option()
     time_limit_minutes: float = option(0.0, "stop learning after this many minutes (0: no limit)", min=0.0)
     checkpoint_interval: int = option(250_000, "agent steps between resume checkpoints", min=1)
     log_interval: float = option(10.0, "seconds between progress lines and perf scalars", gt=0.0)
