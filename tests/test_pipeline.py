@@ -107,6 +107,20 @@ def test_offline_fidelity_script(experts: Path, tmp_path: Path) -> None:
     assert (tmp_path / "offline.md").read_text().startswith("| loss | seeds | MinAtar/Breakout agreement")
 
 
+def test_precision_check_script(experts: Path, tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("precision_check", ROOT / "scripts" / "precision_check.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "precision.json"
+    script.main([str(experts / "MinAtar-Breakout" / "expert.pt"), "--episodes", "2", "--json", str(out)])
+    result = json.loads(out.read_text())
+    assert result["game"] == "MinAtar/Breakout" and result["protocol"] == "minatar"
+    assert 0 < result["bf16_states"] <= 4096
+    assert 0.0 <= result["bf16_agreement"] <= 1.0 and result["bf16_regret"] >= 0.0
+    assert result["median_bf16_q_error"] > 0.0  # bf16 really ran: its Q-values differ from float32's
+    assert 1.0 - result["bf16_agreement"] - 1e-6 <= result["share_flippable"] <= 1.0  # a flip needs gap <= 2 * error
+
+
 def test_evaluation_is_deterministic_for_a_seed(experts: Path, tmp_path: Path) -> None:
     runs = []
     for name in ("a", "b"):
