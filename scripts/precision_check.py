@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from actormimic.checkpoint import load_checkpoint
-from actormimic.evaluation import FIDELITY_STATES, StateReservoir, evaluate_policy, fidelity, get_protocol
+from actormimic.evaluation import FIDELITY_STATES, StateReservoir, evaluate_policy, fidelity_of_actions, get_protocol
 from actormimic.runtime import write_json
 from agents.networks import QNetwork, set_precision
 
@@ -47,7 +47,7 @@ def precision_check(path: str, episodes: int, seed: int) -> dict[str, float | in
     top2 = q32.topk(2, dim=1).values
     gap = top2[:, 0] - top2[:, 1]
     error = (q16 - q32).abs().amax(dim=1)
-    result = fidelity(lambda obs: bf16(obs).argmax(-1), fp32, states)
+    result = fidelity_of_actions(q16.argmax(-1), q32)
     return {"game": data["game"], "protocol": protocol.name, "fp32_mean_return": float(np.mean(returns)),
             **{f"bf16_{key}": value for key, value in result.items()},
             "median_action_gap": float(gap.median()), "median_bf16_q_error": float(error.median()),
@@ -63,7 +63,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", metavar="OUT", help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
-    torch.manual_seed(args.seed)
     result = precision_check(args.expert, args.episodes, args.seed)
     for key, value in result.items():
         print(f"{key:>24}: {value:.4g}" if isinstance(value, float) else f"{key:>24}: {value}")

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,14 @@ SMOKE = str(ROOT / "configs" / "smoke.yaml")
 TINY_DISTILL = ["--set", "preset=minatar", "--steps", "1200", "--set", "learning_starts=400", "--set", "num_envs=4",
                 "--set", "replay_capacity=2000", "--set", "eval.interval=600", "--set", "eval.episodes=2",
                 "--set", "eval.final_episodes=3", "--set", "eval.num_envs=2", "--set", "batch_size=16"]
+
+
+def load_script(name: str) -> types.ModuleType:
+    """Import scripts/NAME.py as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +98,7 @@ def test_distill_and_evaluate_a_student(experts: Path, tmp_path: Path, loss: str
 
 
 def test_offline_fidelity_script(experts: Path, tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("fidelity_offline", ROOT / "scripts" / "fidelity_offline.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("fidelity_offline")
     args = ["--experts", str(experts), "--set", "games=MinAtar/Breakout,MinAtar/SpaceInvaders", "--steps", "30",
             "--envs", "4", "--updates", "60", "--every", "25", "--loss", "ce", "cc"]
     first = script.main([*args, "--seeds", "3", "--out", str(tmp_path / "offline.json")])
@@ -108,9 +115,7 @@ def test_offline_fidelity_script(experts: Path, tmp_path: Path) -> None:
 
 
 def test_precision_check_script(experts: Path, tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("precision_check", ROOT / "scripts" / "precision_check.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("precision_check")
     out = tmp_path / "precision.json"
     script.main([str(experts / "MinAtar-Breakout" / "expert.pt"), "--episodes", "2", "--json", str(out)])
     result = json.loads(out.read_text())
