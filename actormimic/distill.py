@@ -19,7 +19,7 @@ import torch
 from actormimic.checkpoint import load_checkpoint, save_checkpoint
 from actormimic.config import DistillConfig, config_to_dict
 from actormimic.evaluation import aggregate_games, evaluate_policy, evaluate_with_fidelity, get_protocol, random_score
-from actormimic.loop import Every, GameStream, RunClock, UpdateCredit
+from actormimic.loop import Every, GameStream, RunClock, UpdateCredit, send_all
 from actormimic.replay import ReplayBuffer
 from actormimic.reports import game_result, markdown_scores_table
 from actormimic.runtime import (Interrupted, Monitor, RunError, StopRequested, prepare_run_dir, rng_state,
@@ -138,11 +138,14 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
     shares = batch_shares(config)
     protocol = {game: get_protocol(config.eval.protocol, game, episodes=config.eval.episodes,
                                    epsilon=config.eval.epsilon) for game in games}
-    final_protocol = {g: dataclasses.replace(p, episodes=config.eval.final_episodes) for g, p in protocol.items()}
+    final_protocol = {g: dataclasses.replace(p, episodes=config.eval.final_episodes or p.episodes)
+                      for g, p in protocol.items()}
     eval_seed = config.seed + 20_000
-    print("measuring the experts' scores (the reference of expert-normalized scores) ...", flush=True)
-    expert_scores = {game: _score(teachers[game].q_values, teachers[game].action_ids, game, final_protocol[game],
-                                  config, eval_seed, device) for game in games}
+    expert_scores: dict[str, float] = {}
+    if config.eval.final_episodes or config.eval.interval:
+        print("measuring the experts' scores (the reference of expert-normalized scores) ...", flush=True)
+        expert_scores = {game: _score(teachers[game].q_values, teachers[game].action_ids, game, final_protocol[game],
+                                      config, eval_seed, device) for game in games}
     total_steps = config.steps * (len(games) if config.schedule == "blocks" else 1)
     monitor = Monitor(folder / "tb", f"distill-{config.loss}", config.preset, total_steps, config.log_interval)
 
@@ -185,10 +188,16 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
                        f"agreement {r['fidelity']['agreement']:.3f})" for g, r in results.items()), flush=True)
         return results
 
-    def update() -> dict[str, torch.Tensor]:
+    def update(count: int) -> dict[str, torch.Tensor]:
+        """`count` student updates; each game's replay is sampled once for all of them."""
         active = _active_games(config, counters["step"])
         size = {g: shares[g] if config.schedule == "mixed" else config.batch_size for g in active}
-        return learner.update({g: streams[g].replay.sample(size[g], generator) for g in active}, counters["step"])
+        parts = {g: streams[g].replay.sample(count * size[g], generator).split(count) for g in active}
+        logs: dict[str, torch.Tensor] = {}
+        for i in range(count):
+            logs = learner.update({g: parts[g][i] for g in active}, counters["step"])
+        counters["updates"] += count
+        return logs
 
     credit = UpdateCredit(config.updates_per_step)
     eval_due, checkpoint_due = Every(config.eval.interval, counters["step"]), Every(config.checkpoint_interval,
@@ -206,16 +215,16 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
                 epsilon = epsilon_schedule(step, config.epsilon_start, config.epsilon_end,
                                           int(config.epsilon_fraction * config.steps))
                 active = _active_games(config, step)
-                for game in active:
-                    streams[game].send(student.act(streams[game].obs, game, epsilon, generator))
+                send_all([streams[g] for g in active],
+                         [student.act(streams[g].obs, g, epsilon, generator) for g in active])
                 if step >= max(config.learning_starts, refill_until) and all(
                         len(streams[g].replay) >= config.batch_size for g in active):
                     clock.learning(step)
                     if tuner is not None:
                         tuner.step(config.num_envs * len(active))
-                    for _ in range(credit.earn(config.num_envs)):
-                        logs = update()
-                        counters["updates"] += 1
+                    due = credit.earn(config.num_envs)
+                    if due:
+                        logs = update(due)
                 for game in active:
                     streams[game].recv(monitor, step)
                 counters["step"] += config.num_envs
@@ -234,6 +243,10 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
             if stop.requested:
                 raise Interrupted(f"stopped at step {counters['step']:,}; checkpoint {folder / STUDENT} "
                                   f"(continue with --resume)")
+        if not config.eval.final_episodes:
+            print(f"no final evaluation (eval.final_episodes: 0): score {folder / STUDENT} with "
+                  f"`actormimic evaluate`", flush=True)
+            return {}
         results = evaluate(final=True)
         final = {"protocol": final_protocol[games[0]].to_dict(), "checkpoint": str(folder / STUDENT), "kind": "student",
                  "method": config.loss, "seed": config.seed, "games": results, "aggregate": aggregate_games(results)}

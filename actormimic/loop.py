@@ -38,11 +38,12 @@ class GameStream:
         self.replay.start(obs)
         self.obs = self._to_device(obs)
 
-    def send(self, actions: torch.Tensor) -> None:
-        """Start stepping with `actions` (indices into the game's action set)."""
+    def send(self, actions: torch.Tensor, host_actions: np.ndarray | None = None) -> None:
+        """Start stepping with `actions` (indices into the game's action set; `host_actions`: the same on
+        the host, when the caller already fetched them, see `send_all`)."""
         self._payload = self.payload_fn(self.obs) if self.payload_fn is not None else None
         self._actions = actions
-        self.env.send(actions.cpu().numpy())
+        self.env.send(actions.cpu().numpy() if host_actions is None else host_actions)
 
     def recv(self, monitor: Monitor | None, step: int) -> int:
         """Finish the step: store it, move the new observations to the device, report finished games."""
@@ -65,6 +66,14 @@ class GameStream:
     def close(self) -> None:
         """Close the env."""
         self.env.close()
+
+
+def send_all(streams: list[GameStream], actions: list[torch.Tensor]) -> None:
+    """Start every stream's step, fetching all their actions in one host synchronisation."""
+    host = torch.cat(actions).cpu().numpy()
+    offsets = np.cumsum([len(a) for a in actions])[:-1]
+    for stream, device_actions, host_actions in zip(streams, actions, np.split(host, offsets)):
+        stream.send(device_actions, host_actions)
 
 
 class UpdateCredit:

@@ -28,6 +28,7 @@ truncated at the last recorded step; the pending observation row never gets a tr
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -48,6 +49,15 @@ class Batch:
     discount: Tensor  # (B,) float32: gamma ** n'
     payload: Tensor | None  # (B, *payload_shape): payload stored with obs
     index: Tensor  # (B,) int64 flat storage index (slot * num_envs + env)
+
+    def split(self, parts: int) -> list[Batch]:
+        """`parts` equal minibatches (views, in order): one draw of parts x B serves `parts` updates."""
+        size, rest = divmod(len(self.index), parts)
+        if rest:
+            raise ValueError(f"a batch of {len(self.index)} does not split into {parts} equal parts")
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        chunks = {name: [None] * parts if t is None else t.split(size) for name, t in fields.items()}
+        return [Batch(**{name: chunk[i] for name, chunk in chunks.items()}) for i in range(parts)]
 
 
 _STORAGE = ("frames", "action", "reward", "terminated", "truncated", "start", "valid", "fifo", "row_cum", "tail")
@@ -99,7 +109,9 @@ class ReplayBuffer:
         self._tail = torch.zeros((), dtype=torch.int64, device=d)
         self._gamma_pow = torch.tensor([gamma**k for k in range(n_step + 1)], dtype=torch.float32, device=d)
         self._env_ids = torch.arange(num_envs, device=d)
-        self._ages = torch.arange(stack - 1, -1, -1, device=d)
+        self._ages = torch.arange(stack - 1, -1, -1, device=d)  # frame ages in a stack, oldest first
+        self._back = torch.arange(stack - 1, device=d)  # rows t - k whose episode start cuts a stack at t
+        self._ahead = torch.arange(n_step, device=d)  # rows t + k of an n-step window
         self._t = 0
         self._census_cache: tuple[int, tuple[Tensor, ...]] | None = None  # valid while _t is unchanged
         self._started = False
@@ -264,29 +276,21 @@ class ReplayBuffer:
 
     def _lookback(self, rows: Tensor, envs: Tensor) -> Tensor:
         """Mask (..., stack), oldest first, of the frames in the stacks ending at rows that share their episode."""
-        start = self._start.view(-1)
-        keep = [torch.ones(_broadcast_shape(rows, envs), dtype=torch.bool, device=self.device)]
-        for k in range(1, self.stack):
-            keep.append(keep[-1] & ~start[((rows - k + 1) % self.rows) * self.num_envs + envs])
-        return torch.stack(keep[::-1], -1)
+        flat = ((rows[..., None] - self._back) % self.rows) * self.num_envs + envs[..., None]
+        # age k > 0 is kept iff none of the rows t, t-1, ..., t-k+1 starts an episode
+        kept = (~self._start.view(-1)[flat]).to(torch.int32).cumprod(-1)
+        return torch.cat([kept.flip(-1), kept.new_ones((*kept.shape[:-1], 1))], -1).bool()
 
     def _forward(self, rows: Tensor, envs: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """n-step windows from rows: (all steps recorded, n', discounted reward sum, ended terminated)."""
-        shape = _broadcast_shape(rows, envs)
-        alive = torch.ones(shape, dtype=torch.bool, device=self.device)
-        complete = alive.clone()
-        done = torch.zeros_like(alive)
-        steps = torch.zeros(shape, dtype=torch.int64, device=self.device)
-        ret = torch.zeros(shape, dtype=torch.float32, device=self.device)
-        for k in range(self.n_step):
-            flat = ((rows + k) % self.rows) * self.num_envs + envs
-            complete &= ~alive | (rows + k < self._t)
-            steps += alive
-            ret += alive * (self._gamma_pow[k] * self._reward.view(-1)[flat])  # a scalar where() is slow on CPU
-            terminated = self._terminated.view(-1)[flat]
-            done |= alive & terminated
-            alive = alive & ~(terminated | self._truncated.view(-1)[flat])
-        return complete, steps, ret, done
+        ahead = rows[..., None] + self._ahead
+        flat = (ahead % self.rows) * self.num_envs + envs[..., None]
+        terminated = self._terminated.view(-1)[flat]
+        ends = (terminated | self._truncated.view(-1)[flat]).to(torch.int32)
+        alive = ends.cumsum(-1) == ends  # no episode end strictly before step k
+        complete = (~alive | (ahead < self._t)).all(-1)
+        ret = (alive * self._reward.view(-1)[flat] * self._gamma_pow[: self.n_step]).sum(-1)
+        return complete, alive.sum(-1), ret, (alive & terminated).any(-1)
 
     def _stacks(self, rows: Tensor, envs: Tensor) -> Tensor:
         """Observation stacks (*rows.shape, stack*C, H, W) ending at rows, zero before the episode start."""

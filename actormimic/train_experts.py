@@ -68,8 +68,8 @@ def train_experts(config: ExpertsConfig, out: str, *, resume: bool = False, over
         pool.starmap(train_one_game, jobs)
 
 
-def train_one_game(config: ExpertsConfig, game: str, folder: Path) -> dict[str, Any]:
-    """Train (or resume) the expert of one game in `folder`; returns its final evaluation."""
+def train_one_game(config: ExpertsConfig, game: str, folder: Path) -> dict[str, Any] | None:
+    """Train (or resume) the expert of one game in `folder`; returns its final evaluation (None if none)."""
     device = select_device(config.device, config.cpu_threads)
     resume_state = _load_resume(folder / LAST)
     if resume_state is not None and resume_state["counters"]["finished"]:
@@ -142,9 +142,11 @@ def train_one_game(config: ExpertsConfig, game: str, folder: Path) -> dict[str, 
                     clock.learning(step)
                     if tuner is not None:
                         tuner.step(config.num_envs)
-                    for _ in range(credit.earn(config.num_envs)):
-                        metrics = agent.update(replay.sample(config.batch_size, generator))
-                        counters["updates"] += 1
+                    due = credit.earn(config.num_envs)
+                    if due:  # one replay draw serves all the updates due
+                        for batch in replay.sample(due * config.batch_size, generator).split(due):
+                            metrics = agent.update(batch)
+                        counters["updates"] += due
                 counters["step"] += stream.recv(monitor, step)
                 if eval_due(counters["step"]):
                     evaluate()
@@ -161,7 +163,7 @@ def train_one_game(config: ExpertsConfig, game: str, folder: Path) -> dict[str, 
                                   f"(continue with --resume)")
         counters["throughput"] = clock.throughput(counters["step"])
         evaluate()
-        final = _final_eval(game, folder, protocol, config, device)
+        final = _final_eval(game, folder, protocol, config, device) if config.eval.final_episodes else None
         save_last(finished=True, final_eval=final)
         return final
     finally:

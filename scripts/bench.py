@@ -45,7 +45,7 @@ def ours_experts(game: str, seconds: float, learning_starts: int, num_envs: int,
     config = load_config(ExpertsConfig, None, [
         f"games=['{game}']", f"preset={'minatar' if is_minatar(game) else 'nature'}", "steps=100000000",
         f"num_envs={num_envs}", "replay_capacity=100000", f"learning_starts={learning_starts}",
-        f"time_limit_minutes={(seconds + 10) / 60}", "eval.interval=0", "eval.episodes=1", "eval.final_episodes=1",
+        f"time_limit_minutes={(seconds + 10) / 60}", "eval.interval=0", "eval.episodes=1", "eval.final_episodes=0",
         "log_interval=30", "checkpoint_interval=100000000", *overrides,
     ])
     with tempfile.TemporaryDirectory() as tmp:
@@ -106,17 +106,20 @@ def bench_experts(args: argparse.Namespace) -> dict[str, Any]:
                               "seconds": args.seconds, "replay_ratio": "1 batch-32 update per 4 agent steps",
                               "our_overrides": args.set, "ours": {}}
     for precision in args.precisions:
-        result["ours"][precision] = ours_experts(game, args.seconds, args.learning_starts, args.num_envs,
+        for num_envs in args.num_envs:
+            label = precision if len(args.num_envs) == 1 else f"{precision}, {num_envs} envs"
+            result["ours"][label] = ours_experts(game, args.seconds, args.learning_starts, num_envs,
                                                  [f"precision={precision}", *args.set])
-    if not is_minatar(game):
-        sb3 = result["sb3"] = sb3_experts(game, args.seconds, args.learning_starts, args.sb3_threads)
-        result["ratio_ours_over_sb3"] = {precision: ours["steps_per_s"] / max(sb3["steps_per_s"], 1e-9)
-                                         for precision, ours in result["ours"].items()}
+    if not is_minatar(game) and args.sb3_seconds != 0:
+        sb3_seconds = args.seconds if args.sb3_seconds is None else args.sb3_seconds
+        sb3 = result["sb3"] = sb3_experts(game, sb3_seconds, args.learning_starts, args.sb3_threads)
+        result["ratio_ours_over_sb3"] = {label: ours["steps_per_s"] / max(sb3["steps_per_s"], 1e-9)
+                                         for label, ours in result["ours"].items()}
     return result
 
 
 def bench_distill(args: argparse.Namespace) -> dict[str, Any]:
-    """Distillation throughput and update time with ce and cc (experts: fresh random networks)."""
+    """Distillation throughput and update time with ce and cc (experts: fresh random networks; no evaluation)."""
     from actormimic.distill import distill
     from agents.experts import save_expert
     from agents.networks import QNetwork, arch_for_obs_shape
@@ -142,8 +145,8 @@ def bench_distill(args: argparse.Namespace) -> dict[str, Any]:
             config = load_config(DistillConfig, None, [
                 f"games={games}", f"preset={preset}", "steps=100000000", f"loss={loss}",
                 f"num_envs={args.num_envs}", f"learning_starts={args.learning_starts}", "replay_capacity=50000",
-                f"time_limit_minutes={args.seconds / 60}", "eval.interval=0", "eval.episodes=1",
-                "eval.final_episodes=1", "log_interval=30", "checkpoint_interval=100000000", *args.set,
+                f"time_limit_minutes={args.seconds / 60}", "eval.interval=0", "eval.final_episodes=0",
+                "log_interval=30", "checkpoint_interval=100000000", *args.set,
             ])
             out = Path(tmp) / f"student-{loss}"
             distill(config, str(out), experts=experts)
@@ -193,12 +196,14 @@ def main() -> None:
     sub = parser.add_subparsers(dest="what", required=True)
     p = sub.add_parser("experts", help="our expert trainer vs SB3 DQN")
     p.add_argument("--game", default="Breakout")
-    p.add_argument("--num-envs", type=int, default=8)
+    p.add_argument("--num-envs", type=int, nargs="+", default=[8], help="our trainer once per value")
     p.add_argument("--learning-starts", type=int, default=2000)
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"],
                    help="run our trainer once with each torso precision")
     p.add_argument("--sb3-threads", type=int, default=DEFAULT_THREADS,
                    help=f"torch threads for SB3 (default: torch's own default here, {DEFAULT_THREADS})")
+    p.add_argument("--sb3-seconds", type=float, default=None,
+                   help="SB3's measured seconds (default: --seconds; 0: skip SB3, no ratio)")
     p.set_defaults(func=bench_experts)
     p = sub.add_parser("distill", help="distillation throughput with ce and cc")
     p.add_argument("--games", nargs="+", default=["MinAtar/Breakout", "MinAtar/SpaceInvaders"])

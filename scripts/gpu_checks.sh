@@ -1,20 +1,52 @@
 #!/usr/bin/env bash
-# The GPU checks in one call (for a session lent a CUDA machine; results under $OUT, default ./gpu-results):
-#   CUDA-graph correctness tests, the CC-vs-CE loss benchmark in a captured graph, replay sampling on
-#   the device, our expert trainer (fp32 and bf16) against SB3's DQN on Breakout, and the 2-game
-#   distillation throughput and update time with ce and cc. About 8 minutes on an H100.
+# The GPU checks in one call (for a session lent a CUDA machine; results under $OUT, default ./gpu-results).
+#   bash scripts/gpu_checks.sh [CHECK ...]     (default: all, about 8 minutes on an H200)
+# Checks, each with its own time limit, everything logged to $OUT/log.txt:
+#   tests    the CUDA-graph correctness tests and the replay tests (on the device)
+#   experts  our expert trainer (fp32 at 16 and 64 envs, bf16 at 64) against SB3's DQN on Breakout
+#   pong     the first 1.75 minutes of configs/experts/pong-8min.yaml through the real CLI
+#   distill  8-game distillation throughput and update time with ce and with cc
+#   cc       the CC-vs-CE loss benchmark in a captured graph
 # A lent machine lacks gymnasium/ale-py/SB3/MinAtar: run `bash scripts/device_wheels.sh` here first and
-# carry .whl/ with the call (`bash scripts/gpu_checks.sh`, carry [".whl"]).
+# carry .whl/ with the call (carry [".whl"]).
 set -uo pipefail
 OUT=${OUT:-gpu-results}
 mkdir -p "$OUT"
+LOG="$OUT/log.txt"
 export PYTHONUNBUFFERED=1
 source scripts/device_env.sh  # the wheels of scripts/device_wheels.sh, if carried as .whl/
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
-python -m pytest -q tests/test_graphs.py tests/test_cc.py tests/test_agents.py 2>&1 | tee "$OUT/tests.txt"
-python scripts/bench_cc.py --device cuda --cnn --json "$OUT/bench_cc.json" 2>&1 | tail -20
-python scripts/bench_replay.py --device cuda --json "$OUT/bench_replay.json" 2>&1 | tail -10
-timeout 240 python scripts/bench.py experts --game Breakout --seconds 40 --num-envs 16 \
-    --json "$OUT/bench_experts.json" 2>&1 | tail -40
-timeout 150 python scripts/bench.py distill --games Pong Breakout --seconds 30 --num-envs 16 \
-    --json "$OUT/bench_distill.json" 2>&1 | tail -30
+
+step() {  # step NAME SECONDS COMMAND...: run with a time limit, log everything, print the outcome
+    local name=$1 limit=$2 start=$SECONDS
+    shift 2
+    echo "=== $name" >>"$LOG"
+    timeout "$limit" "$@" >>"$LOG" 2>&1
+    local rc=$?
+    echo "=== $name: rc=$rc, $((SECONDS - start)) s" | tee -a "$LOG"
+}
+
+check() {
+    case $1 in
+    tests) step tests 60 python -m pytest -q -p no:cacheprovider tests/test_graphs.py tests/test_replay.py ;;
+    experts)
+        step experts 170 python scripts/bench.py experts --game Breakout --seconds 20 --num-envs 16 64 \
+            --precisions fp32 --json "$OUT/bench_experts.json"
+        step experts_bf16 60 python scripts/bench.py experts --game Breakout --seconds 20 --num-envs 64 \
+            --precisions bf16 --sb3-seconds 0 --json "$OUT/bench_experts_bf16.json" ;;
+    pong) step pong 150 actormimic train-experts --config configs/experts/pong-8min.yaml \
+        --set time_limit_minutes=1.75 --set eval.final_episodes=4 --out "$(mktemp -d)" ;;
+    distill) step distill 120 python scripts/bench.py distill --games Atlantis Boxing Breakout CrazyClimber \
+        Enduro Pong Seaquest SpaceInvaders --seconds 20 --num-envs 8 --json "$OUT/bench_distill.json" ;;
+    cc) step cc 35 python scripts/bench_cc.py --device cuda --cnn --json "$OUT/bench_cc.json" ;;
+    *) echo "unknown check $1 (tests, experts, pong, distill, cc)" | tee -a "$LOG" ;;
+    esac
+}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv | tee -a "$LOG"
+python -c "import torch, gymnasium, ale_py, stable_baselines3, os; print('torch', torch.__version__, 'gymnasium', \
+gymnasium.__version__, 'ale_py', ale_py.__version__, 'sb3', stable_baselines3.__version__, 'cpus', os.cpu_count())" \
+    2>&1 | tee -a "$LOG"
+for name in "${@:-tests experts pong distill cc}"; do
+    for one in $name; do check "$one"; done
+done
+grep -E "passed|failed|Error|\"ratio|steps_per_s\"|cc_over|update_ms|\[eval|final eval" "$LOG" | tail -40

@@ -97,6 +97,22 @@ def test_distill_and_evaluate_a_student(experts: Path, tmp_path: Path, loss: str
     assert all(torch.equal(q_net.torso.state_dict()[k], v) for k, v in torso.items())
 
 
+def test_final_episodes_zero_skips_every_evaluation(experts: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    no_eval = ["--set", "eval.interval=0", "--set", "eval.final_episodes=0"]
+    student = tmp_path / "student"
+    assert main(["distill", "--games", "MinAtar/Breakout", "--experts", str(experts), "--out", str(student),
+                 *TINY_DISTILL, *no_eval]) == 0
+    assert load_checkpoint(student / "student.pt", kind="student")["counters"]["finished"]
+    expert = tmp_path / "expert"
+    assert main(["train-experts", "--config", SMOKE, "--steps", "800", "--out", str(expert), *no_eval]) == 0
+    last = load_checkpoint(expert / "MinAtar-Breakout" / "expert.pt", kind="expert")
+    assert last["counters"]["finished"] and last["eval"] is None
+    printed = capsys.readouterr().out
+    assert "no final evaluation" in printed and "measuring the experts' scores" not in printed
+    assert not (student / "eval.json").exists() and not (expert / "MinAtar-Breakout" / "eval.json").exists()
+
+
 def test_offline_fidelity_script(experts: Path, tmp_path: Path) -> None:
     script = load_script("fidelity_offline")
     args = ["--experts", str(experts), "--set", "games=MinAtar/Breakout,MinAtar/SpaceInvaders", "--steps", "30",
