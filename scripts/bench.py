@@ -7,6 +7,10 @@
     python scripts/bench.py distill --games MinAtar/Breakout MinAtar/SpaceInvaders --seconds 60
         distillation env steps/s (all games together) with ce and with cc, and the time of one
         student update with each loss, in the same run.
+    --profile N (either benchmark): after learning starts and a warm-up, profile N loop iterations
+        with torch.profiler and report where an iteration's wall time goes (acting, env send and
+        wait, replay add and sample, update launches), the GPU's busy time, and the top CPU ops and
+        device kernels; the run stops after the window (its steps/s are then not comparable).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +33,106 @@ from actormimic.config import DistillConfig, ExpertsConfig, load_config
 from actormimic.runtime import write_json
 from actormimic.train_experts import train_one_game
 from envs import is_minatar, resolve_game, safe_name
+
+
+PROFILED_PHASES = {  # label: (module, attribute path) of the methods a profiled iteration is split into
+    "act": [("agents.dqn", "DQN.act"), ("agents.amn", "Student.act")],
+    "send (action fetch, payload, env send)": [("actormimic.loop", "GameStream.send")],
+    "send_all (one action fetch, then the games' sends above)": [("actormimic.distill", "send_all")],
+    "env recv (wait for the env threads)": [("envs.vector", "VectorEnv.recv")],
+    "replay add": [("actormimic.replay", "ReplayBuffer.add")],
+    "replay sample": [("actormimic.replay", "ReplayBuffer.sample")],
+    "update (launch or eager)": [("agents.dqn", "DQN.update"), ("agents.amn", "ActorMimicLearner.update")],
+}
+
+
+@contextmanager
+def loop_profiler(iterations: int, skip: int = 30) -> Iterator[dict[str, Any]]:
+    """Profile `iterations` loop iterations once `skip` have run after learning started; fills the yielded dict.
+
+    Hooks RunClock.expired (called once per loop iteration) to step the window and to end the run after
+    it, and labels the phases of PROFILED_PHASES with record_function."""
+    import importlib
+
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from actormimic.loop import RunClock
+
+    report: dict[str, Any] = {}
+    if iterations <= 0:
+        yield report
+        return
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    state: dict[str, Any] = {"seen": 0, "profiler": None, "start": 0.0, "done": False}
+    originals: list[tuple[Any, str, Callable[..., Any]]] = []
+
+    def labelled(label: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with record_function(f"phase/{label}"):
+                return method(*args, **kwargs)
+        return wrapper
+
+    for label, targets in PROFILED_PHASES.items():
+        for module_name, path in targets:
+            owner_name, _, method_name = path.rpartition(".")
+            module = importlib.import_module(module_name)
+            owner = getattr(module, owner_name) if owner_name else module
+            originals.append((owner, method_name, getattr(owner, method_name)))
+            setattr(owner, method_name, labelled(label, getattr(owner, method_name)))
+    expired = RunClock.expired
+
+    def hooked(clock: RunClock) -> bool:
+        if state["done"]:
+            return True
+        if clock._learning is not None:
+            state["seen"] += 1
+            if state["seen"] == skip:
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                state["profiler"] = profile(activities=activities)
+                state["profiler"].__enter__()
+                state["start"] = time.perf_counter()
+            elif state["seen"] == skip + iterations:
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                wall = time.perf_counter() - state["start"]
+                state["profiler"].__exit__(None, None, None)
+                report.update(summarize_profile(state["profiler"], wall, iterations))
+                state["done"] = True
+                return True
+        return expired(clock)
+
+    RunClock.expired = hooked  # type: ignore[method-assign]
+    try:
+        yield report
+    finally:
+        RunClock.expired = expired  # type: ignore[method-assign]
+        for owner, method_name, method in originals:
+            setattr(owner, method_name, method)
+
+
+def summarize_profile(prof: Any, wall_s: float, iterations: int) -> dict[str, Any]:
+    """Per-iteration milliseconds: wall, GPU kernels, each labelled phase, top CPU ops and kernels."""
+    events = prof.key_averages()
+
+    def ms(microseconds: float) -> float:
+        return microseconds / 1e3 / iterations
+
+    def device_us(event: Any) -> float:
+        return float(getattr(event, "self_device_time_total", getattr(event, "self_cuda_time_total", 0.0)))
+
+    phases = {e.key.removeprefix("phase/"): ms(e.cpu_time_total) for e in events if e.key.startswith("phase/")}
+    ops = [e for e in events if not e.key.startswith("phase/")]
+    top_cpu = sorted(ops, key=lambda e: -e.self_cpu_time_total)[:15]
+    kernels = sorted((e for e in ops if device_us(e) > 0), key=lambda e: -device_us(e))[:10]
+    return {
+        "iterations": iterations, "wall_ms_per_iteration": wall_s * 1e3 / iterations,
+        "device_busy_ms_per_iteration": ms(sum(device_us(e) for e in ops)),
+        "phases_ms_per_iteration": phases,
+        "top_self_cpu_ms_per_iteration": {e.key: ms(e.self_cpu_time_total) for e in top_cpu},
+        "calls_per_iteration_of_top_cpu_ops": {e.key: e.count / iterations for e in top_cpu},
+        "top_device_ms_per_iteration": {e.key[:80]: ms(device_us(e)) for e in kernels},
+    }
 
 
 def device_name() -> str:
@@ -40,7 +146,7 @@ DEFAULT_THREADS = torch.get_num_threads()  # before our trainer sets its own
 
 
 def ours_experts(game: str, seconds: float, learning_starts: int, num_envs: int,
-                 overrides: list[str]) -> dict[str, Any]:
+                 overrides: list[str], profile: int = 0) -> dict[str, Any]:
     """Our trainer for `seconds` after learning starts; steps/s from its own clock."""
     config = load_config(ExpertsConfig, None, [
         f"games=['{game}']", f"preset={'minatar' if is_minatar(game) else 'nature'}", "steps=100000000",
@@ -51,13 +157,15 @@ def ours_experts(game: str, seconds: float, learning_starts: int, num_envs: int,
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / safe_name(game)
         folder.mkdir()
-        train_one_game(config, game, folder)
+        with loop_profiler(profile) as report:
+            train_one_game(config, game, folder)
         counters = load_checkpoint(folder / "expert.pt", kind="expert")["counters"]
     throughput = counters["throughput"]
     steps, seconds = throughput["steps_after_learning_starts"], throughput["seconds_after_learning_starts"]
     return {"steps": steps, "seconds": seconds, "steps_per_s": steps / max(seconds, 1e-9), "num_envs": num_envs,
             "cpu_threads": config.cpu_threads or "auto (timed 1 vs all cores)",
-            "torch_threads_at_end": torch.get_num_threads(), "precision": config.precision}
+            "torch_threads_at_end": torch.get_num_threads(), "precision": config.precision,
+            **({"profile": report} if profile else {})}
 
 
 def sb3_experts(game: str, seconds: float, learning_starts: int, threads: int) -> dict[str, Any]:
@@ -109,7 +217,7 @@ def bench_experts(args: argparse.Namespace) -> dict[str, Any]:
         for num_envs in args.num_envs:
             label = precision if len(args.num_envs) == 1 else f"{precision}, {num_envs} envs"
             result["ours"][label] = ours_experts(game, args.seconds, args.learning_starts, num_envs,
-                                                 [f"precision={precision}", *args.set])
+                                                 [f"precision={precision}", *args.set], args.profile)
     if not is_minatar(game) and args.sb3_seconds != 0:
         sb3_seconds = args.seconds if args.sb3_seconds is None else args.sb3_seconds
         sb3 = result["sb3"] = sb3_experts(game, sb3_seconds, args.learning_starts, args.sb3_threads)
@@ -149,7 +257,8 @@ def bench_distill(args: argparse.Namespace) -> dict[str, Any]:
                 "log_interval=30", "checkpoint_interval=100000000", *args.set,
             ])
             out = Path(tmp) / f"student-{loss}"
-            distill(config, str(out), experts=experts)
+            with loop_profiler(args.profile) as report:
+                distill(config, str(out), experts=experts)
             counters = load_checkpoint(out / "student.pt", kind="student")["counters"]
             throughput = counters["throughput"]
             steps = throughput["steps_after_learning_starts"] * len(games)
@@ -157,6 +266,7 @@ def bench_distill(args: argparse.Namespace) -> dict[str, Any]:
                 "env_steps_per_s_all_games": steps / max(throughput["seconds_after_learning_starts"], 1e-9),
                 "updates": counters["updates"], **throughput,
                 "update_ms": update_ms(shapes, action_ids, config, args.update_repeats),
+                **({"profile": report} if args.profile else {}),
             }
     ce, cc = (result["losses"][k]["env_steps_per_s_all_games"] for k in ("ce", "cc"))
     result["cc_over_ce_time"] = ce / max(cc, 1e-9)
@@ -215,6 +325,8 @@ def main() -> None:
         p.add_argument("--seconds", type=float, default=60.0, help="measured seconds after learning starts")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for our run")
         p.add_argument("--json", metavar="OUT", help="write the results here")
+        p.add_argument("--profile", type=int, default=0, metavar="N",
+                       help="profile N loop iterations after learning starts (see above); 0: off")
     args = parser.parse_args()
     result = args.func(args)
     print(json.dumps(result, indent=2))

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The GPU checks in one call (for a session lent a CUDA machine; results under $OUT, default ./gpu-results).
-#   bash scripts/gpu_checks.sh [CHECK ...]     (default: all, about 8 minutes on an H200)
+#   bash scripts/gpu_checks.sh [CHECK ...]     (default: tests experts threads profile distill, ~6 minutes)
 # Checks, each with its own time limit, everything logged to $OUT/log.txt:
 #   tests    the CUDA-graph correctness tests and the replay tests (on the device)
 #   experts  our expert trainer (fp32 at 16 and 64 envs, bf16 at 64) against SB3's DQN on Breakout
+#   threads  the 64-env fp32 trainer with one torch CPU thread (OMP_NUM_THREADS=1), to set against `experts`
+#   profile  where one loop iteration's time goes (bench.py --profile): experts at 64 envs, distill 8 games
 #   pong     the first 1.75 minutes of configs/experts/pong-8min.yaml through the real CLI
 #   distill  8-game distillation throughput and update time with ce and with cc
 #   cc       the CC-vs-CE loss benchmark in a captured graph
@@ -33,12 +35,20 @@ check() {
             --precisions fp32 --json "$OUT/bench_experts.json"
         step experts_bf16 60 python scripts/bench.py experts --game Breakout --seconds 20 --num-envs 64 \
             --precisions bf16 --sb3-seconds 0 --json "$OUT/bench_experts_bf16.json" ;;
+    threads) OMP_NUM_THREADS=1 step threads 60 python scripts/bench.py experts --game Breakout --seconds 20 \
+        --num-envs 64 --precisions fp32 --sb3-seconds 0 --json "$OUT/bench_experts_1thread.json" ;;
+    profile)
+        step profile_experts 90 python scripts/bench.py experts --game Breakout --seconds 60 --num-envs 64 \
+            --precisions fp32 --sb3-seconds 0 --profile 50 --json "$OUT/profile_experts.json"
+        step profile_distill 100 python scripts/bench.py distill --games Atlantis Boxing Breakout CrazyClimber \
+            Enduro Pong Seaquest SpaceInvaders --seconds 60 --num-envs 8 --update-repeats 20 --profile 30 \
+            --json "$OUT/profile_distill.json" ;;
     pong) step pong 150 actormimic train-experts --config configs/experts/pong-8min.yaml \
         --set time_limit_minutes=1.75 --set eval.final_episodes=4 --out "$(mktemp -d)" ;;
     distill) step distill 120 python scripts/bench.py distill --games Atlantis Boxing Breakout CrazyClimber \
         Enduro Pong Seaquest SpaceInvaders --seconds 20 --num-envs 8 --json "$OUT/bench_distill.json" ;;
     cc) step cc 35 python scripts/bench_cc.py --device cuda --cnn --json "$OUT/bench_cc.json" ;;
-    *) echo "unknown check $1 (tests, experts, pong, distill, cc)" | tee -a "$LOG" ;;
+    *) echo "unknown check $1 (tests, experts, threads, profile, distill, pong, cc)" | tee -a "$LOG" ;;
     esac
 }
 
@@ -46,7 +56,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv |
 python -c "import torch, gymnasium, ale_py, stable_baselines3, os; print('torch', torch.__version__, 'gymnasium', \
 gymnasium.__version__, 'ale_py', ale_py.__version__, 'sb3', stable_baselines3.__version__, 'cpus', os.cpu_count())" \
     2>&1 | tee -a "$LOG"
-for name in "${@:-tests experts pong distill cc}"; do
+for name in "${@:-tests experts threads profile distill}"; do
     for one in $name; do check "$one"; done
 done
-grep -E "passed|failed|Error|\"ratio|steps_per_s\"|cc_over|update_ms|\[eval|final eval" "$LOG" | tail -40
+grep -E "passed|failed|Error|\"ratio|steps_per_s\"|cc_over|update_ms|_ms_per_iteration\"|\[eval|final eval" "$LOG" | tail -40

@@ -113,6 +113,19 @@ def test_final_episodes_zero_skips_every_evaluation(experts: Path, tmp_path: Pat
     assert not (student / "eval.json").exists() and not (expert / "MinAtar-Breakout" / "eval.json").exists()
 
 
+def test_bench_profile_splits_loop_iterations_into_phases() -> None:
+    from actormimic.loop import RunClock
+    from actormimic.replay import ReplayBuffer
+
+    bench, expired, sample = load_script("bench"), RunClock.expired, ReplayBuffer.sample
+    result = bench.ours_experts("MinAtar/Breakout", 60, 300, 4, ["batch_size=16"], profile=6)
+    report = result["profile"]
+    assert report["iterations"] == 6 and result["seconds"] < 30  # the run stopped after the window
+    assert set(report["phases_ms_per_iteration"]) >= {"act", "replay sample", "replay add", "update (launch or eager)"}
+    assert 0 < sum(report["phases_ms_per_iteration"].values()) <= 1.05 * report["wall_ms_per_iteration"]
+    assert RunClock.expired is expired and ReplayBuffer.sample is sample  # hooks removed
+
+
 def test_offline_fidelity_script(experts: Path, tmp_path: Path) -> None:
     script = load_script("fidelity_offline")
     args = ["--experts", str(experts), "--set", "games=MinAtar/Breakout,MinAtar/SpaceInvaders", "--steps", "30",
