@@ -92,7 +92,7 @@ class ExpertsConfig:
     epsilon_start: float = option(1.0, "initial exploration epsilon", min=0.0, max=1.0)
     epsilon_end: float = option(0.01, "final exploration epsilon", min=0.0, max=1.0)
     epsilon_fraction: float = option(0.1, "fraction of steps over which epsilon decays", min=0.0, max=1.0)
-    cuda_graph: bool = option(True, "capture the update in a CUDA graph on GPU")
+    cuda_graph: bool = option(True, "capture the update and the replay sampling in CUDA graphs on GPU")
     precision: str = precision_option()
     time_limit_minutes: float = option(0.0, "stop learning after this many minutes (0: no limit)", min=0.0)
     checkpoint_interval: int = option(500_000, "agent steps between resume checkpoints", min=1)
@@ -143,7 +143,7 @@ class DistillConfig:
     schedule: str = option("mixed", "mixed: every minibatch mixes all games; blocks: round-robin blocks",
                            choices=("mixed", "blocks"))
     block_steps: int = option(100_000, "agent steps per game block (schedule: blocks)", min=1)
-    cuda_graph: bool = option(True, "capture the update in a CUDA graph on GPU")
+    cuda_graph: bool = option(True, "capture the update and the replay sampling in CUDA graphs on GPU")
     precision: str = precision_option()
     time_limit_minutes: float = option(0.0, "stop learning after this many minutes (0: no limit)", min=0.0)
     checkpoint_interval: int = option(250_000, "agent steps between resume checkpoints", min=1)

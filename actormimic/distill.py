@@ -120,7 +120,7 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
         game: GameStream(envs[game], ReplayBuffer(config.replay_capacity, config.num_envs,
                                                   (envs[game].frame_channels, *envs[game].obs_shape[1:]),
                                                   envs[game].preset.frame_stack, device,
-                                                  payload_shape=(envs[game].n_actions,)),
+                                                  payload_shape=(envs[game].n_actions,), cuda_graph=config.cuda_graph),
                          device, payload=teachers[game].q_values)
         for game in games
     }

@@ -18,6 +18,10 @@ time.  A batch draws ``u`` uniformly in ``[0, bulk + band)`` on the device and m
 entry or, via a cumulative sum, to the ``u - bulk``-th sampleable band row (``u`` is a float64 uniform
 times the count: bias below count / 2**53; no sampleable transition trips a device-side assert).
 
+On CUDA the whole draw after the uniforms (census, mapping, n-step returns, stack gathers) is one
+captured graph per batch size (``agents.graphs.GraphedStep``): it reads the write position from a
+device scalar and uses a band of fixed size, so a draw costs a few launches instead of ~180.
+
 ``len()`` needs no device data: num_envs x bulk rows.  It also counts the bulk's autoreset rows and
 rows abandoned by a restart, and it misses the sampleable band rows (at most (stack + n_step - 2) x
 num_envs).
@@ -30,11 +34,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from agents.graphs import GraphedStep
 
 
 @dataclass
@@ -83,6 +88,7 @@ class ReplayBuffer:
         gamma: float = 0.99,
         payload_shape: tuple[int, ...] | None = None,
         payload_dtype: torch.dtype = torch.float32,
+        cuda_graph: bool = True,
     ) -> None:
         rows = capacity // num_envs
         if stack < 1 or n_step < 1 or rows <= stack + n_step:
@@ -112,9 +118,11 @@ class ReplayBuffer:
         self._ages = torch.arange(stack - 1, -1, -1, device=d)  # frame ages in a stack, oldest first
         self._back = torch.arange(stack - 1, device=d)  # rows t - k whose episode start cuts a stack at t
         self._ahead = torch.arange(n_step, device=d)  # rows t + k of an n-step window
-        self._t = 0
-        self._census_cache: tuple[int, tuple[Tensor, ...]] | None = None  # valid while _t is unchanged
+        self._t = 0  # rows recorded
+        self._written = torch.zeros((), dtype=torch.int64, device=d)  # the same, for the (captured) sampler
         self._started = False
+        self._graphed = cuda_graph and self.device.type == "cuda"
+        self._samplers: dict[int, GraphedStep] = {}  # one per batch size
 
     @property
     def nbytes(self) -> int:
@@ -135,6 +143,7 @@ class ReplayBuffer:
             self._truncated[(self._t - 1) % self.rows] = True
             self._valid[self._t % self.rows] = False
             self._t += 1
+            self._written.fill_(self._t)
         self._started = True
         self._write_frame(frame, True)
 
@@ -168,39 +177,39 @@ class ReplayBuffer:
         self._fifo[(self._tail + self._env_ids) % self._fifo.numel()] = s * self.num_envs + order
         self._tail += (~reset).sum()
         self._t += 1
+        self._written.fill_(self._t)
         self._write_frame(frame, reset)
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
         """Draw ``batch_size`` transitions uniformly (with replacement) from the sampleable ones."""
         if self._t == 0:
             raise ValueError("the buffer holds no transitions")
-        if self._census_cache is None or self._census_cache[0] != self._t:
-            self._census_cache = (self._t, self._census())
-        first, bulk, band, cum, total = self._census_cache[1]
-        torch._assert_async(total > 0, "ReplayBuffer.sample: no sampleable transitions")
+        if batch_size not in self._samplers:
+            self._samplers[batch_size] = GraphedStep(self._draw, lambda: None, self.device, enabled=self._graphed)
         u = torch.rand(batch_size, generator=generator, device=self.device, dtype=torch.float64)
-        u = torch.minimum(u.mul_(total).long(), total - 1)
-        T, N = self.rows, self.num_envs
+        fields = self._samplers[batch_size]({"u": u})
+        return Batch(payload=fields.pop("payload", None), **fields)
+
+    def _draw(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The batch for uniforms ``inputs["u"]``: static shapes, device tensors only (CUDA-graph safe)."""
+        first, bulk, band, cum, total = self._census()
+        torch._assert_async(total > 0, "ReplayBuffer.sample: no sampleable transitions")
+        u = torch.minimum((inputs["u"] * total).long(), total - 1)
+        T, N, t = self.rows, self.num_envs, self._written
         flat = self._fifo[(first + u) % self._fifo.numel()]
-        rows, envs = self._t - (self._t - flat // N) % T, flat % N
+        rows, envs = t - (t - flat // N) % T, flat % N
         if band.numel():
             j = torch.searchsorted(cum, u - bulk, right=True).clamp_max(cum.numel() - 1)
             in_bulk = u < bulk
             rows, envs = torch.where(in_bulk, rows, band[j // N]), torch.where(in_bulk, envs, j % N)
         _, steps, ret, done = self._forward(rows, envs)
         index = (rows % T) * N + envs
-        payload = None if self._payload is None else self._payload.flatten(0, 1).index_select(0, index)
         obs, next_obs = self._stacks(torch.stack([rows, rows + steps]), envs.expand(2, -1)).unbind(0)
-        return Batch(
-            obs=obs,
-            action=self._action.view(-1)[index],
-            reward=ret,
-            next_obs=next_obs,
-            done=done.float(),
-            discount=self._gamma_pow[steps],
-            payload=payload,
-            index=index,
-        )
+        fields = {"obs": obs, "action": self._action.view(-1)[index], "reward": ret, "next_obs": next_obs,
+                  "done": done.float(), "discount": self._gamma_pow[steps], "index": index}
+        if self._payload is not None:
+            fields["payload"] = self._payload.flatten(0, 1).index_select(0, index)
+        return fields
 
     def state_dict(self) -> dict:
         """Storage tensors (shared, not copied) and the write position."""
@@ -216,7 +225,7 @@ class ReplayBuffer:
                 raise ValueError(f"{name}: saved shape {tuple(state[name].shape)} != {tuple(tensor.shape)}")
             tensor.copy_(state[name])
         self._t, self._started = int(state["t"]), bool(state["started"])
-        self._census_cache = None
+        self._written.fill_(self._t)
 
     def _tensors(self) -> dict[str, Tensor]:
         """Storage tensors by name."""
@@ -255,20 +264,23 @@ class ReplayBuffer:
         return oldest, (oldest + self.stack - 1 if oldest else 0), self._t - self.n_step
 
     def _census(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """FIFO position of the bulk, bulk count, band rows, cumulative band mask, total count."""
-        oldest, lo, hi = self._bounds()
-        arange = partial(torch.arange, device=self.device)
-        if lo <= hi:
-            band = torch.cat([arange(oldest, lo), arange(hi + 1, self._t)])
-            first = self._row_cum[lo % self.rows]
-            bulk = self._row_cum[(hi + 1) % self.rows] - first
-        else:
-            band = arange(oldest, self._t)
-            first = bulk = torch.zeros((), dtype=torch.int64, device=self.device)
-        cum = self._sampleable(band[:, None], self._env_ids, oldest).flatten().cumsum(0)
+        """FIFO position of the bulk, bulk count, band rows, cumulative band mask, total count.
+
+        Computed from the device-side row count with a band of fixed size (so it can be captured):
+        the ``stack - 1`` oldest rows (checked explicitly also before the ring wraps, when ``_bounds``
+        counts them in the bulk) and the ``n_step - 1`` newest; while the buffer is nearly empty, newest
+        rows below ``lo`` (already in the band's head, or negative) are masked out."""
+        t = self._written
+        oldest = (t - self.rows + 1).clamp_min(0)
+        lo, hi_next = oldest + self.stack - 1, t - self.n_step + 1
+        band = torch.cat([oldest + self._back, t - self._ahead[1:].flip(0)])
+        first = self._row_cum[lo % self.rows]
+        bulk = torch.where(hi_next > lo, self._row_cum[hi_next % self.rows] - first, 0)
+        keep = torch.cat([torch.ones_like(self._back, dtype=torch.bool), band[self.stack - 1:] >= lo])
+        cum = (self._sampleable(band[:, None], self._env_ids, oldest) & keep[:, None]).flatten().cumsum(0)
         return first, bulk, band, cum, bulk + (cum[-1] if cum.numel() else 0)
 
-    def _sampleable(self, rows: Tensor, envs: Tensor, oldest: int) -> Tensor:
+    def _sampleable(self, rows: Tensor, envs: Tensor, oldest: Tensor) -> Tensor:
         """Whether (rows, envs) are valid with a complete n-step window and a stack still in the ring."""
         in_ring = (rows[..., None] - self._ages >= oldest) | ~self._lookback(rows, envs)
         valid = self._valid.view(-1)[(rows % self.rows) * self.num_envs + envs]
@@ -288,7 +300,7 @@ class ReplayBuffer:
         terminated = self._terminated.view(-1)[flat]
         ends = (terminated | self._truncated.view(-1)[flat]).to(torch.int32)
         alive = ends.cumsum(-1) == ends  # no episode end strictly before step k
-        complete = (~alive | (ahead < self._t)).all(-1)
+        complete = (~alive | (ahead < self._written)).all(-1)
         ret = (alive * self._reward.view(-1)[flat] * self._gamma_pow[: self.n_step]).sum(-1)
         return complete, alive.sum(-1), ret, (alive & terminated).any(-1)
 

@@ -89,7 +89,7 @@ def train_one_game(config: ExpertsConfig, game: str, folder: Path) -> dict[str, 
                 target_update_interval=max(1, round(config.target_update_interval * config.updates_per_step)),
                 tau=config.tau, device=device, cuda_graph=config.cuda_graph)
     replay = ReplayBuffer(config.replay_capacity, config.num_envs, frame_shape, preset.frame_stack, device,
-                          n_step=config.n_step, gamma=config.gamma)
+                          n_step=config.n_step, gamma=config.gamma, cuda_graph=config.cuda_graph)
     stream = GameStream(env, replay, device)
     generator = torch.Generator(device=device).manual_seed(config.seed)
     counters = {"step": 0, "updates": 0, "best_score": -float("inf"), "finished": False}

@@ -7,10 +7,12 @@ import copy
 import pytest
 import torch
 
+from actormimic.replay import ReplayBuffer
 from agents.amn import ActorMimicLearner, Student
 from agents.dqn import DQN
 from agents.graphs import GraphedStep
 from agents.networks import QNetwork, set_precision
+from tests.test_replay import ATARI, MINATAR, PAYLOAD, Driver, FakeVecEnv
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -84,3 +86,33 @@ def test_graphed_student_updates_equal_eager_updates(loss: str) -> None:
         eager, graphed = (learner.update(batches, step) for learner in learners)
         torch.testing.assert_close(graphed["loss/total"], eager["loss/total"], rtol=1e-4, atol=1e-6)
     _assert_same_training(student, learners[0].student, learners[1].student)
+
+
+class _Tee:
+    """Feeds one env stream to several replay buffers (reads come from the first)."""
+
+    def __init__(self, *buffers: ReplayBuffer) -> None:
+        self.buffers = buffers
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        if name in ("start", "add"):
+            return lambda *args, **kwargs: [getattr(b, name)(*args, **kwargs) for b in self.buffers] and None
+        return getattr(self.buffers[0], name)
+
+
+@cuda
+@pytest.mark.parametrize("shape", [ATARI, MINATAR], ids=["atari", "minatar"])
+def test_graphed_replay_sampling_equals_eager(shape: tuple) -> None:
+    """The captured sampler reads the live write position: equal batches while the ring fills and wraps."""
+    device = torch.device("cuda")
+    frame_shape, stack = shape
+    eager, graphed = (ReplayBuffer(12 * 3, 3, frame_shape, stack, device, n_step=3, gamma=0.9,
+                                   payload_shape=(PAYLOAD,), cuda_graph=graph) for graph in (False, True))
+    driver = Driver(FakeVecEnv(3, frame_shape, stack, seed=0, max_len=5), _Tee(eager, graphed), seed=0)
+    driver.reset()
+    for step in range(30):
+        driver.run(1)
+        a, b = (buf.sample(8, torch.Generator(device).manual_seed(step)) for buf in (eager, graphed))
+        for name in ("obs", "action", "reward", "next_obs", "done", "discount", "payload", "index"):
+            torch.testing.assert_close(getattr(b, name), getattr(a, name), rtol=0, atol=0)
+    assert graphed._samplers[8]._graph is not None  # really captured, not the eager fallback
