@@ -68,11 +68,6 @@ class Batch:
 _STORAGE = ("frames", "action", "reward", "terminated", "truncated", "start", "valid", "fifo", "row_cum", "tail")
 
 
-def _broadcast_shape(a: Tensor, b: Tensor) -> torch.Size:
-    """Broadcast shape of two tensors (torch.broadcast_shapes runs Python reference code: ~6x slower)."""
-    return torch.broadcast_tensors(a, b)[0].shape
-
-
 class ReplayBuffer:
     """Preallocated device replay over ``num_envs`` lockstep env columns with uniform n-step sampling."""
 

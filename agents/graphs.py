@@ -4,7 +4,9 @@ The update (forward, backward, gradient clipping, optimizer step) is recorded as
 following PyTorch's whole-network capture recipe: gradients are set to None before capture so
 that backward allocates them from the graph's private pool, and every replay rewrites them in
 place. The optimizer must be created with ``capturable=True``. Without CUDA, or when capture
-fails, the same step runs eagerly.
+fails, the same step runs eagerly. The replay's sampler is captured the same way (no gradients).
+Each replay returns fresh copies of the outputs; when they are all scalars (training metrics) they
+are stacked inside the graph, so one copy serves them all.
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ class GraphedStep:
         self.enabled = enabled and self.device.type == "cuda"
         self._static: dict[str, Tensor] | None = None
         self._outputs: dict[str, Tensor] | None = None
+        self._packed: Tensor | None = None  # the outputs stacked inside the graph, when all are scalars
         self._graph: torch.cuda.CUDAGraph | None = None
         self._warmup_left = WARMUP_STEPS
 
     def reset(self) -> None:
         """Forget the graph (e.g. after the optimizer state was replaced); re-captured later."""
-        self._graph, self._outputs, self._warmup_left = None, None, WARMUP_STEPS
+        self._graph, self._outputs, self._packed, self._warmup_left = None, None, None, WARMUP_STEPS
 
     def __call__(self, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Run one step; returned tensors are fresh (later replays do not overwrite them)."""
@@ -58,6 +61,8 @@ class GraphedStep:
                 return self(inputs)
         assert self._graph is not None and self._outputs is not None
         self._graph.replay()
+        if self._packed is not None:  # one copy for all the metrics instead of one each
+            return dict(zip(self._outputs, self._packed.clone().unbind()))
         return {k: v.clone() for k, v in self._outputs.items()}
 
     def _copy_to_static(self, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -78,4 +83,13 @@ class GraphedStep:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             self._outputs = self.step(static)
+            self._packed = _stack_scalars(self._outputs)
         self._graph = graph
+
+
+def _stack_scalars(outputs: Mapping[str, Tensor]) -> Tensor | None:
+    """The outputs stacked in one tensor if they are all 0-dim of one dtype (e.g. training metrics), else None."""
+    values = list(outputs.values())
+    if values and all(v.dim() == 0 and v.dtype == values[0].dtype for v in values):
+        return torch.stack([v.detach() for v in values])
+    return None

@@ -10,7 +10,7 @@ import torch
 from actormimic.replay import ReplayBuffer
 from agents.amn import ActorMimicLearner, Student
 from agents.dqn import DQN
-from agents.graphs import GraphedStep
+from agents.graphs import GraphedStep, _stack_scalars
 from agents.networks import QNetwork, set_precision
 from tests.test_replay import ATARI, MINATAR, PAYLOAD, Driver, FakeVecEnv
 
@@ -40,6 +40,14 @@ def _assert_same_training(initial: torch.nn.Module, eager: torch.nn.Module, grap
     assert moved > 0 and differ <= 1e-3 * moved, (differ, moved)
 
 
+def test_scalar_outputs_are_stacked_only_when_all_scalars_of_one_dtype() -> None:
+    stacked = _stack_scalars({"a": torch.tensor(1.0), "b": torch.tensor(2.0)})
+    assert stacked is not None and torch.equal(stacked, torch.tensor([1.0, 2.0]))
+    assert _stack_scalars({"a": torch.tensor(1.0), "b": torch.tensor(2)}) is None
+    assert _stack_scalars({"a": torch.tensor(1.0), "obs": torch.zeros(3)}) is None
+    assert _stack_scalars({}) is None
+
+
 def test_eager_step_zeroes_gradients_before_every_call() -> None:
     calls: list[str] = []
     step = GraphedStep(lambda inputs: calls.append("step") or {"x": inputs["x"] * 2},
@@ -58,8 +66,9 @@ def test_graphed_dqn_updates_equal_eager_updates(precision: str) -> None:
     set_precision(network, precision)
     agents = [DQN(copy.deepcopy(network), device=device, cuda_graph=graph, target_update_interval=4)
               for graph in (False, True)]
-    for batch in _dqn_batches(12, device):
-        eager, graphed = (agent.update(batch) for agent in agents)
+    metrics = [[agent.update(batch) for agent in agents] for batch in _dqn_batches(12, device)]
+    for eager, graphed in metrics:  # compared at the end: later replays must not overwrite returned metrics
+        assert set(graphed) == set(eager)
         torch.testing.assert_close(graphed["loss/td"], eager["loss/td"], rtol=1e-4, atol=1e-6)
     _assert_same_training(network, agents[0].online, agents[1].online)
 
@@ -81,9 +90,12 @@ def test_graphed_student_updates_equal_eager_updates(loss: str) -> None:
             self.obs = torch.randint(0, 2, (16, 4, 10, 10), generator=gen, dtype=torch.uint8).to(device)
             self.payload = torch.randn(16, n_actions, generator=gen).to(device)
 
+    metrics = []
     for step in range(10):
         batches = {g: Batch(len(a)) for g, a in games.items()}
-        eager, graphed = (learner.update(batches, step) for learner in learners)
+        metrics.append([learner.update(batches, step) for learner in learners])
+    for eager, graphed in metrics:  # compared after all the replays: returned metrics stay as they were
+        assert set(graphed) == set(eager)
         torch.testing.assert_close(graphed["loss/total"], eager["loss/total"], rtol=1e-4, atol=1e-6)
     _assert_same_training(student, learners[0].student, learners[1].student)
 
