@@ -3,11 +3,12 @@
 #   bash scripts/gpu_checks.sh [CHECK ...]     (default: tests experts threads profile distill, ~6 minutes)
 # Checks, each with its own time limit, everything logged to $OUT/log.txt:
 #   tests    the CUDA-graph correctness tests and the replay tests (on the device)
-#   experts  our expert trainer (fp32 at 16 and 64 envs, bf16 at 64) against SB3's DQN on Breakout
+#   experts  our expert trainer (fp32 at 64 and 128 envs) against SB3's DQN on Breakout
+#   bf16     the same trainer in bf16 at 64 envs
 #   threads  the 64-env fp32 trainer with one torch CPU thread (OMP_NUM_THREADS=1), to set against `experts`
 #   profile  where one loop iteration's time goes (bench.py --profile): experts at 64 envs, distill 8 games
 #   pong     the first 1.75 minutes of configs/experts/pong-8min.yaml through the real CLI
-#   distill  8-game distillation throughput and update time with ce and with cc
+#   distill  8-game distillation (16 envs per game) throughput and update time with ce and with cc
 #   cc       the CC-vs-CE loss benchmark in a captured graph
 # A lent machine lacks gymnasium/ale-py/SB3/MinAtar: run `bash scripts/device_wheels.sh` here first and
 # carry .whl/ with the call (carry [".whl"]).
@@ -30,11 +31,10 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log everything,
 check() {
     case $1 in
     tests) step tests 60 python -m pytest -q -p no:cacheprovider tests/test_graphs.py tests/test_replay.py ;;
-    experts)
-        step experts 170 python scripts/bench.py experts --game Breakout --seconds 20 --num-envs 16 64 \
-            --precisions fp32 --json "$OUT/bench_experts.json"
-        step experts_bf16 60 python scripts/bench.py experts --game Breakout --seconds 20 --num-envs 64 \
-            --precisions bf16 --sb3-seconds 0 --json "$OUT/bench_experts_bf16.json" ;;
+    experts) step experts 170 python scripts/bench.py experts --game Breakout --seconds 20 --num-envs 64 128 \
+        --precisions fp32 --json "$OUT/bench_experts.json" ;;
+    bf16) step bf16 60 python scripts/bench.py experts --game Breakout --seconds 20 --num-envs 64 \
+        --precisions bf16 --sb3-seconds 0 --json "$OUT/bench_experts_bf16.json" ;;
     threads) OMP_NUM_THREADS=1 step threads 60 python scripts/bench.py experts --game Breakout --seconds 20 \
         --num-envs 64 --precisions fp32 --sb3-seconds 0 --json "$OUT/bench_experts_1thread.json" ;;
     profile)
@@ -46,9 +46,9 @@ check() {
     pong) step pong 150 actormimic train-experts --config configs/experts/pong-8min.yaml \
         --set time_limit_minutes=1.75 --set eval.final_episodes=4 --out "$(mktemp -d)" ;;
     distill) step distill 120 python scripts/bench.py distill --games Atlantis Boxing Breakout CrazyClimber \
-        Enduro Pong Seaquest SpaceInvaders --seconds 20 --num-envs 8 --json "$OUT/bench_distill.json" ;;
+        Enduro Pong Seaquest SpaceInvaders --seconds 20 --num-envs 16 --json "$OUT/bench_distill.json" ;;
     cc) step cc 35 python scripts/bench_cc.py --device cuda --cnn --json "$OUT/bench_cc.json" ;;
-    *) echo "unknown check $1 (tests, experts, threads, profile, distill, pong, cc)" | tee -a "$LOG" ;;
+    *) echo "unknown check $1 (tests, experts, bf16, threads, profile, distill, pong, cc)" | tee -a "$LOG" ;;
     esac
 }
 
