@@ -215,8 +215,8 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
                 epsilon = epsilon_schedule(step, config.epsilon_start, config.epsilon_end,
                                           int(config.epsilon_fraction * config.steps))
                 active = _active_games(config, step)
-                send_all([streams[g] for g in active],
-                         [student.act(streams[g].obs, g, epsilon, generator) for g in active])
+                actions = student.act({g: streams[g].obs for g in active}, epsilon, generator)
+                send_all([streams[g] for g in active], [actions[g] for g in active])
                 if step >= max(config.learning_starts, refill_until) and all(
                         len(streams[g].replay) >= config.batch_size for g in active):
                     clock.learning(step)

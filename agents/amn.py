@@ -116,10 +116,12 @@ class Student(nn.Module):
         sizes = [obs_by_game[g].shape[0] for g in games]
         return {g: (self.head_logits(f, g), f) for g, f in zip(games, features.split(sizes))}
 
-    def act(self, obs: Tensor, game: str, epsilon: float | Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Epsilon-greedy int64 (N,) indices into `game`'s action set (not ALE ids)."""
+    def act(self, obs_by_game: Mapping[str, Tensor], epsilon: float | Tensor,
+            generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """Epsilon-greedy int64 (N,) indices into each game's action set (not ALE ids); one torso pass for all."""
         with torch.no_grad():
-            return epsilon_greedy(self.logits(obs, game), epsilon, generator)
+            return {g: epsilon_greedy(logits, epsilon, generator)
+                    for g, (logits, _) in self.forward_games(obs_by_game).items()}
 
 
 class ActorMimicLearner:

@@ -325,12 +325,12 @@ def test_student_act_stays_in_game_action_set(per_game_heads: bool) -> None:
     student = make_student(per_game_heads=per_game_heads)
     obs = obs_batch(600, 4)
     gen = torch.Generator().manual_seed(0)
-    for game, actions in GAME_ACTIONS.items():
-        explore = student.act(obs, game, 1.0, gen)
-        assert explore.dtype == torch.int64
-        assert set(explore.tolist()) == set(range(len(actions)))
-        greedy = student.act(obs, game, 0.0, gen)
-        assert torch.equal(greedy, student.logits(obs, game).argmax(1))
+    explore = student.act({game: obs for game in GAME_ACTIONS}, 1.0, gen)
+    greedy = student.act({game: obs[: 100 + 50 * i] for i, game in enumerate(GAME_ACTIONS)}, 0.0, gen)
+    for i, (game, actions) in enumerate(GAME_ACTIONS.items()):
+        assert explore[game].dtype == torch.int64
+        assert set(explore[game].tolist()) == set(range(len(actions)))
+        torch.testing.assert_close(greedy[game], student.logits(obs[: 100 + 50 * i], game).argmax(1))
 
 
 def test_student_spec_round_trip_and_feature_maps() -> None:
