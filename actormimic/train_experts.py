@@ -45,7 +45,7 @@ def train_experts(config: ExpertsConfig, out: str, *, resume: bool = False, over
                   parallel: int = 1) -> None:
     """Train one expert per game, one after another or `parallel` processes at a time."""
     config = dataclasses.replace(config, games=check_games(config.games, config.preset))
-    select_device(config.device)
+    device = select_device(config.device)
     if config.init_from:
         load_checkpoint(config.init_from, kind="student")
     if parallel < 1:
@@ -62,15 +62,27 @@ def train_experts(config: ExpertsConfig, out: str, *, resume: bool = False, over
         return
     if config.cpu_threads == 0:  # processes share the cores: a fixed share each instead of timing 1 vs all
         config = dataclasses.replace(config, cpu_threads=max(1, (os.cpu_count() or 1) // processes))
-    jobs = [(config, game, folder) for game, folder in zip(config.games, folders)]
+    jobs = [(config, game, folder, gpu)
+            for game, folder, gpu in zip(config.games, folders, gpu_per_job(len(folders), device))]
     context = multiprocessing.get_context("spawn")
     with context.Pool(processes) as pool:
         pool.starmap(train_one_game, jobs)
 
 
-def train_one_game(config: ExpertsConfig, game: str, folder: Path) -> dict[str, Any] | None:
-    """Train (or resume) the expert of one game in `folder`; returns its final evaluation (None if none)."""
+def gpu_per_job(jobs: int, device: torch.device) -> list[int | None]:
+    """GPU index of each parallel job: round-robin over the visible GPUs when there are several, else None
+    (all jobs share the one device)."""
+    gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    return [i % gpus if gpus > 1 else None for i in range(jobs)]
+
+
+def train_one_game(config: ExpertsConfig, game: str, folder: Path, gpu: int | None = None) -> dict[str, Any] | None:
+    """Train (or resume) the expert of one game in `folder` (on GPU `gpu` if given); returns its final
+    evaluation (None if none)."""
     device = select_device(config.device, config.cpu_threads)
+    if gpu is not None and device.type == "cuda":
+        torch.cuda.set_device(gpu)  # CUDA graphs and streams follow the current device
+        device = torch.device("cuda", gpu)
     resume_state = _load_resume(folder / LAST)
     if resume_state is not None and resume_state["counters"]["finished"]:
         print(f"[{game}] already finished in {folder}; skipping", flush=True)

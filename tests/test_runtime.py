@@ -62,3 +62,13 @@ def test_write_json_makes_missing_folders_and_leaves_no_temporary(tmp_path) -> N
     write_json(path, {"x": 2})
     assert path.read_text() == '{\n  "x": 2\n}\n'
     assert [p.name for p in path.parent.iterdir()] == ["out.json"]
+
+
+def test_parallel_experts_take_one_gpu_each_round_robin(monkeypatch: pytest.MonkeyPatch) -> None:
+    from actormimic.train_experts import gpu_per_job
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert gpu_per_job(3, torch.device("cuda")) == [0, 1, 0]
+    assert gpu_per_job(3, torch.device("cpu")) == [None, None, None]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert gpu_per_job(2, torch.device("cuda")) == [None, None]  # one GPU: shared, as the device says
