@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "(one agent step = the preset's frame skip in emulator frames).")
     _add_run_options(p, "runs/experts")
     p.add_argument("--parallel", type=int, default=1, metavar="N",
-                   help="train N games at once as separate processes (default 1: one after another)")
+                   help="train N games at once as separate processes, one GPU each (round-robin) when several "
+                        "are visible (default 1: one after another)")
     p.add_argument("--init-from", metavar="STUDENT", help="initialise each expert's torso from a student.pt (transfer)")
     p.set_defaults(func=_cmd_train_experts)
 
