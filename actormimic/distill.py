@@ -121,7 +121,7 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
                                                   (envs[game].frame_channels, *envs[game].obs_shape[1:]),
                                                   envs[game].preset.frame_stack, device,
                                                   payload_shape=(envs[game].n_actions,), cuda_graph=config.cuda_graph),
-                         device, payload=teachers[game].q_values)
+                         device, payload=teachers[game].q_values, cuda_graph=config.cuda_graph)
         for game in games
     }
     generator = torch.Generator(device=device).manual_seed(config.seed)

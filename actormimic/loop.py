@@ -11,6 +11,7 @@ import torch
 
 from actormimic.replay import ReplayBuffer
 from actormimic.runtime import Monitor
+from agents.graphs import graphed_forward
 from envs import VectorEnv
 
 Payload = Callable[[torch.Tensor], torch.Tensor]
@@ -20,11 +21,14 @@ class GameStream:
     """One game's vector env feeding its replay buffer, with the current observations on the device.
 
     `send` starts the env step (the one host synchronisation of a step: fetching actions), so the
-    caller can run updates while the env threads work; `recv` stores the transition.
+    caller can run updates while the env threads work; `recv` stores the transition.  `payload`
+    (e.g. an expert's Q-values of the observations, stored with them) runs as a CUDA graph on a GPU.
     """
 
-    def __init__(self, env: VectorEnv, replay: ReplayBuffer, device: torch.device, payload: Payload | None = None):
-        self.env, self.replay, self.device, self.payload_fn = env, replay, device, payload
+    def __init__(self, env: VectorEnv, replay: ReplayBuffer, device: torch.device, payload: Payload | None = None,
+                 cuda_graph: bool = True):
+        self.env, self.replay, self.device = env, replay, device
+        self.payload_fn = None if payload is None else graphed_forward(payload, device, cuda_graph)
         self.game = env.game
         self.obs: torch.Tensor = torch.empty(0)
         self._actions: torch.Tensor | None = None

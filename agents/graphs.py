@@ -87,6 +87,18 @@ class GraphedStep:
         self._graph = graph
 
 
+def graphed_forward(forward: Callable[[Tensor], Tensor], device: torch.device, enabled: bool
+                    ) -> Callable[[Tensor], Tensor]:
+    """A gradient-free forward on fixed-shape inputs (e.g. a frozen expert's Q-values for one vector env)
+    as a replayed CUDA graph; eager without CUDA. The result is a fresh tensor."""
+    def step(inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        with torch.no_grad():
+            return {"out": forward(inputs["x"])}
+
+    graphed = GraphedStep(step, lambda: None, device, enabled)
+    return lambda x: graphed({"x": x})["out"]
+
+
 def _stack_scalars(outputs: Mapping[str, Tensor]) -> Tensor | None:
     """The outputs stacked in one tensor if they are all 0-dim of one dtype (e.g. training metrics), else None."""
     values = list(outputs.values())

@@ -10,7 +10,7 @@ import torch
 from actormimic.replay import ReplayBuffer
 from agents.amn import ActorMimicLearner, Student
 from agents.dqn import DQN
-from agents.graphs import GraphedStep, _stack_scalars
+from agents.graphs import GraphedStep, _stack_scalars, graphed_forward
 from agents.networks import QNetwork, set_precision
 from tests.test_replay import ATARI, MINATAR, PAYLOAD, Driver, FakeVecEnv
 
@@ -128,3 +128,26 @@ def test_graphed_replay_sampling_equals_eager(shape: tuple) -> None:
         for name in ("obs", "action", "reward", "next_obs", "done", "discount", "payload", "index"):
             torch.testing.assert_close(getattr(b, name), getattr(a, name), rtol=0, atol=0)
     assert graphed._samplers[8]._graph is not None  # really captured, not the eager fallback
+
+
+def test_graphed_forward_without_cuda_is_the_forward_without_gradients() -> None:
+    net = QNetwork("minatar", (4, 10, 10), 3)
+    x = torch.randint(0, 2, (5, 4, 10, 10), dtype=torch.uint8)
+    out = graphed_forward(net, torch.device("cpu"), enabled=True)(x)
+    assert not out.requires_grad and torch.equal(out, net(x).detach())
+
+
+@cuda
+def test_graphed_forward_equals_eager_forward() -> None:
+    """A frozen network's forward as a graph: each replay sees its new input, and results stay fresh."""
+    device = torch.device("cuda")
+    net = QNetwork("nature", (4, 84, 84), 6).to(device).eval().requires_grad_(False)
+    forward = graphed_forward(net, device, enabled=True)
+    gen = torch.Generator().manual_seed(0)
+    pairs = []
+    for _ in range(8):
+        x = torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8, generator=gen).to(device)
+        pairs.append((forward(x), net(x)))
+    for graphed, eager in pairs:  # tolerance for TF32 convolutions picking other kernels under capture
+        torch.testing.assert_close(graphed, eager, rtol=1e-3, atol=1e-4)
+    assert not torch.allclose(pairs[0][0], pairs[1][0])  # different inputs really went through
