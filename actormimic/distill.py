@@ -189,15 +189,12 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
         return results
 
     def update(count: int) -> dict[str, torch.Tensor]:
-        """`count` student updates; each game's replay is sampled once for all of them."""
+        """`count` student updates in one call; each game's replay is sampled once for all of them."""
         active = _active_games(config, counters["step"])
         size = {g: shares[g] if config.schedule == "mixed" else config.batch_size for g in active}
-        parts = {g: streams[g].replay.sample(count * size[g], generator).split(count) for g in active}
-        logs: dict[str, torch.Tensor] = {}
-        for i in range(count):
-            logs = learner.update({g: parts[g][i] for g in active}, counters["step"])
+        batches = {g: streams[g].replay.sample(count * size[g], generator) for g in active}
         counters["updates"] += count
-        return logs
+        return learner.update(batches, counters["step"], count=count)
 
     credit = UpdateCredit(config.updates_per_step)
     eval_due, checkpoint_due = Every(config.eval.interval, counters["step"]), Every(config.checkpoint_interval,

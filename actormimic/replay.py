@@ -32,7 +32,6 @@ truncated at the last recorded step; the pending observation row never gets a tr
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,15 +53,6 @@ class Batch:
     discount: Tensor  # (B,) float32: gamma ** n'
     payload: Tensor | None  # (B, *payload_shape): payload stored with obs
     index: Tensor  # (B,) int64 flat storage index (slot * num_envs + env)
-
-    def split(self, parts: int) -> list[Batch]:
-        """`parts` equal minibatches (views, in order): one draw of parts x B serves `parts` updates."""
-        size, rest = divmod(len(self.index), parts)
-        if rest:
-            raise ValueError(f"a batch of {len(self.index)} does not split into {parts} equal parts")
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        chunks = {name: [None] * parts if t is None else t.split(size) for name, t in fields.items()}
-        return [Batch(**{name: chunk[i] for name, chunk in chunks.items()}) for i in range(parts)]
 
 
 _STORAGE = ("frames", "action", "reward", "terminated", "truncated", "start", "valid", "fifo", "row_cum", "tail")

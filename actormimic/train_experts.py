@@ -155,9 +155,8 @@ def train_one_game(config: ExpertsConfig, game: str, folder: Path, gpu: int | No
                     if tuner is not None:
                         tuner.step(config.num_envs)
                     due = credit.earn(config.num_envs)
-                    if due:  # one replay draw serves all the updates due
-                        for batch in replay.sample(due * config.batch_size, generator).split(due):
-                            metrics = agent.update(batch)
+                    if due:  # one replay draw and one call (one CUDA graph) for all the updates due
+                        metrics = agent.update(replay.sample(due * config.batch_size, generator), count=due)
                         counters["updates"] += due
                 counters["step"] += stream.recv(monitor, step)
                 if eval_due(counters["step"]):

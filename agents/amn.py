@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -149,16 +150,29 @@ class ActorMimicLearner:
         self.first_bad_step = torch.full((len(student.games),), float("inf"), device=self.device)
         self._graphs: dict[tuple[str, ...], GraphedStep] = {}
 
-    def update(self, batches: Mapping[str, Any], step: int) -> dict[str, Tensor]:
-        """One gradient step on {game: batch with .obs and .payload (teacher Q)}; 0-dim metric tensors."""
+    def update(self, batches: Mapping[str, Any], step: int, count: int = 1) -> dict[str, Tensor]:
+        """`count` gradient steps on {game: batch with .obs and .payload (teacher Q)}, step i on the i-th of
+        `count` equal parts of every game's batch; on CUDA all of them are one captured graph (per set of
+        games and count). Returns the last step's 0-dim metric tensors."""
         inputs = {"step": torch.tensor(float(step)).to(self.device, non_blocking=True)}
         for game, batch in batches.items():
+            if len(batch.obs) % count:
+                raise ValueError(f"{game}: a batch of {len(batch.obs)} does not split into {count} equal parts")
             inputs[f"obs/{game}"], inputs[f"q/{game}"] = batch.obs, batch.payload.float()
-        key = tuple(batches)
+        key = (*batches, count)
         if key not in self._graphs:
-            self._graphs[key] = GraphedStep(self._step, lambda: self.optimizer.zero_grad(set_to_none=True),
+            self._graphs[key] = GraphedStep(partial(self._steps, count),
+                                            lambda: self.optimizer.zero_grad(set_to_none=True),
                                             self.device, enabled=self.cuda_graph)
         return self._graphs[key](inputs)
+
+    def _steps(self, count: int, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """`count` steps on consecutive parts of every input (gradients are None on entry)."""
+        for i in range(count):
+            if i:
+                self.optimizer.zero_grad(set_to_none=True)
+            logs = self._step({name: t if t.dim() == 0 else t.tensor_split(count)[i] for name, t in inputs.items()})
+        return logs
 
     def _step(self, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Forward, per-game losses, backward, clip, Adam step (gradients are None on entry)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import torch
@@ -70,11 +71,14 @@ class DQN:
         self.tau = tau
         self.use_cuda_graph = cuda_graph and self.device.type == "cuda"
         self._params = list(self.online.parameters())  # walking the module tree every update costs ~3% on MinAtar
-        self._target_pairs = list(zip(self.target.parameters(), self._params))
+        self._targets = list(self.target.parameters())
         self.optimizer = make_adam(self._params, lr=lr, eps=adam_eps, capturable=self.use_cuda_graph)
         self.updates = 0
-        self._step = GraphedStep(self._train_step, lambda: self.optimizer.zero_grad(set_to_none=True), self.device,
-                                 enabled=self.use_cuda_graph)
+        # Inside a CUDA graph the hard target sync is decided on the device (a Python counter would be frozen at
+        # capture); elsewhere on the host, which copies only when due (the device form touches every weight).
+        self._sync_on_device = self.use_cuda_graph
+        self._updates_dev = torch.zeros((), dtype=torch.int64, device=self.device)
+        self._steps: dict[int, GraphedStep] = {}  # one graph per number of gradient steps per call
 
     def act(self, obs: Tensor, epsilon: float | Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Epsilon-greedy actions int64 (N,) for a batch of observations, on device, no host sync."""
@@ -92,11 +96,16 @@ class DQN:
                 next_value = next_q.max(dim=1).values
             return reward + discount * (1.0 - done.to(next_value.dtype)) * next_value
 
-    def update(self, batch: Any) -> dict[str, Tensor]:
-        """One gradient step on a replay batch (mapping or object with BATCH_FIELDS); 0-dim metric tensors."""
-        metrics = self._step(self._batch_tensors(batch))
-        self.updates += 1
-        self._update_target()
+    def update(self, batch: Any, count: int = 1) -> dict[str, Tensor]:
+        """`count` gradient steps, one on each of the `count` equal parts of a replay batch (mapping or object
+        with BATCH_FIELDS), each followed by its target update; on CUDA all of them are one captured graph.
+        Returns the last step's 0-dim metric tensors."""
+        if count not in self._steps:
+            self._steps[count] = GraphedStep(partial(self._train_steps, count),
+                                             lambda: self.optimizer.zero_grad(set_to_none=True), self.device,
+                                             enabled=self.use_cuda_graph)
+        metrics = self._steps[count](self._batch_tensors(batch))
+        self.updates += count
         return metrics
 
     def state_dict(self) -> dict[str, Any]:
@@ -114,7 +123,9 @@ class DQN:
         self.target.load_state_dict(state["target"])
         self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))  # torch would alias same-device tensors
         self.updates = int(state["updates"])
-        self._step.reset()  # the optimizer state tensors were replaced, so the graph's pointers are stale
+        self._updates_dev.fill_(self.updates)
+        for step in self._steps.values():
+            step.reset()  # the optimizer state tensors were replaced, so the graphs' pointers are stale
 
     def _batch_tensors(self, batch: Any) -> dict[str, Tensor]:
         """The batch fields as tensors; a missing or None `discount` means a constant gamma."""
@@ -135,20 +146,36 @@ class DQN:
         td = F.smooth_l1_loss(q, target) if self.loss == "huber" else F.mse_loss(q, target)
         return td, q.detach().mean()
 
+    def _train_steps(self, count: int, b: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """`count` steps on consecutive parts of the batch (gradients are None on entry)."""
+        size, rest = divmod(len(b["obs"]), count)
+        if rest:
+            raise ValueError(f"a batch of {len(b['obs'])} does not split into {count} equal parts")
+        for i in range(count):
+            if i:
+                self.optimizer.zero_grad(set_to_none=True)
+            metrics = self._train_step({name: t[i * size:(i + 1) * size] for name, t in b.items()})
+            self._update_target(self.updates + i + 1)
+        return metrics
+
     def _train_step(self, b: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Forward, backward, clip, Adam step (gradients are None on entry)."""
+        """Forward, backward, clip, Adam step."""
         loss, q_mean = self._td_loss(b)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self._params, self.max_grad_norm)
         self.optimizer.step()
         return {"loss/td": loss.detach(), "train/q_mean": q_mean, "train/grad_norm": grad_norm.detach()}
 
-    def _update_target(self) -> None:
-        """Hard copy every `target_update_interval` updates, or Polyak averaging every update (in place)."""
+    def _update_target(self, update: int) -> None:
+        """After gradient step number `update`: Polyak averaging, or a hard copy every `target_update_interval`
+        steps; on the device, target * (1 - due) + online * due, which is exact for due 0 or 1."""
         with torch.no_grad():
             if self.target_update == "polyak":
-                for t, o in self._target_pairs:
-                    t.lerp_(o, self.tau)
-            elif self.updates % self.target_update_interval == 0:
-                for t, o in self._target_pairs:
-                    t.copy_(o)
+                torch._foreach_lerp_(self._targets, self._params, self.tau)
+            elif self._sync_on_device:
+                self._updates_dev += 1
+                due = (self._updates_dev % self.target_update_interval == 0).float()
+                torch._foreach_mul_(self._targets, 1.0 - due)
+                torch._foreach_add_(self._targets, torch._foreach_mul(self._params, due))
+            elif update % self.target_update_interval == 0:
+                torch._foreach_copy_(self._targets, self._params)

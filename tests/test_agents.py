@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from types import SimpleNamespace
 from typing import NamedTuple
 
@@ -366,3 +367,53 @@ def test_learner_loss_uses_target_smoothing() -> None:
     logs = learner.update({"breakout": SimpleNamespace(obs=obs, payload=q)}, step=1)
     torch.testing.assert_close(logs["loss/breakout/cc"], expected)
     assert not torch.allclose(expected, unsmoothed)
+
+
+@pytest.mark.parametrize(("target_update", "sync_on_device"), [("hard", False), ("hard", True), ("polyak", False)])
+def test_several_updates_in_one_call_equal_one_call_each(target_update: str, sync_on_device: bool) -> None:
+    """update(batch of k x B, count=k) == k calls on its parts: weights, optimizer, target (synced mid-call),
+    also with the hard sync decided on the device (as inside a CUDA graph) against the host's plain copy."""
+    torch.manual_seed(0)
+    network = QNetwork("minatar", (4, 10, 10), 3)
+    agents = [DQN(copy.deepcopy(network), lr=1e-3, target_update=target_update, target_update_interval=3, tau=0.3)
+              for _ in range(2)]
+    agents[0]._sync_on_device = sync_on_device
+    gen = torch.Generator().manual_seed(0)
+    batch = {"obs": torch.randint(0, 2, (5 * 8, 4, 10, 10), dtype=torch.uint8, generator=gen),
+             "action": torch.randint(0, 3, (5 * 8,), generator=gen), "reward": torch.rand(5 * 8, generator=gen),
+             "next_obs": torch.randint(0, 2, (5 * 8, 4, 10, 10), dtype=torch.uint8, generator=gen),
+             "done": (torch.rand(5 * 8, generator=gen) < 0.2).float(), "discount": torch.full((5 * 8,), 0.99)}
+    together = agents[0].update(batch, count=5)
+    for i in range(5):
+        alone = agents[1].update({k: v[8 * i:8 * (i + 1)] for k, v in batch.items()})
+    assert agents[0].updates == agents[1].updates == 5
+    torch.testing.assert_close(together["loss/td"], alone["loss/td"], rtol=0, atol=0)
+    for net in ("online", "target"):
+        for a, b in zip(getattr(agents[0], net).parameters(), getattr(agents[1], net).parameters()):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert not torch.equal(next(agents[0].target.parameters()), next(network.parameters()))  # synced at step 3
+    with pytest.raises(ValueError, match="does not split into 3"):
+        agents[0].update(batch, count=3)
+
+
+@pytest.mark.parametrize("loss", ["ce", "cc"])
+def test_student_updates_in_one_call_equal_one_call_each(loss: str) -> None:
+    """learner.update(batches of k x B_g, count=k) == k calls on the parts of every game's batch."""
+    learners = [ActorMimicLearner(make_student(), loss=loss, temperature=1.0, temperature_on="teacher", lr=1e-3,
+                                  adam_eps=1e-8, max_grad_norm=10.0) for _ in range(2)]
+    learners[1].student.load_state_dict(learners[0].student.state_dict())
+    gen = torch.Generator().manual_seed(3)
+    sizes = {game: 4 * (1 + i) for i, game in enumerate(GAME_ACTIONS)}  # 3 steps of 4, 8, ... rows per game
+    batches = {game: SimpleNamespace(obs=obs_batch(3 * sizes[game], i),
+                                     payload=torch.randn(3 * sizes[game], len(actions), generator=gen))
+               for i, (game, actions) in enumerate(GAME_ACTIONS.items())}
+    together = learners[0].update(batches, step=7, count=3)
+    for i in range(3):
+        alone = learners[1].update({g: SimpleNamespace(obs=b.obs[i * sizes[g]:(i + 1) * sizes[g]],
+                                                       payload=b.payload[i * sizes[g]:(i + 1) * sizes[g]])
+                                    for g, b in batches.items()}, step=7)
+    torch.testing.assert_close(together["loss/total"], alone["loss/total"], rtol=0, atol=0)
+    for a, b in zip(learners[0].student.parameters(), learners[1].student.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="does not split into 5"):
+        learners[0].update(batches, step=8, count=5)

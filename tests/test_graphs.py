@@ -58,24 +58,30 @@ def test_eager_step_zeroes_gradients_before_every_call() -> None:
 
 
 @cuda
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_graphed_dqn_updates_equal_eager_updates(precision: str) -> None:
+@pytest.mark.parametrize(("precision", "count"), [("fp32", 1), ("bf16", 1), ("fp32", 4)])
+def test_graphed_dqn_updates_equal_eager_updates(precision: str, count: int) -> None:
+    """count > 1: several updates in one graph, the target synced (every 3 updates) in the middle of it."""
     device = torch.device("cuda")
     torch.manual_seed(0)
     network = QNetwork("minatar", (4, 10, 10), 3)
     set_precision(network, precision)
-    agents = [DQN(copy.deepcopy(network), device=device, cuda_graph=graph, target_update_interval=4)
+    agents = [DQN(copy.deepcopy(network), device=device, cuda_graph=graph, target_update_interval=3)
               for graph in (False, True)]
-    metrics = [[agent.update(batch) for agent in agents] for batch in _dqn_batches(12, device)]
+    singles = _dqn_batches(24, device)  # count 4: 6 calls, the graph captured at the 4th
+    batches = [{k: torch.cat([b[k] for b in singles[i:i + count]]) for k in singles[0]}
+               for i in range(0, len(singles), count)]
+    metrics = [[agent.update(batch, count=count) for agent in agents] for batch in batches]
     for eager, graphed in metrics:  # compared at the end: later replays must not overwrite returned metrics
         assert set(graphed) == set(eager)
         torch.testing.assert_close(graphed["loss/td"], eager["loss/td"], rtol=1e-4, atol=1e-6)
+    assert agents[1]._steps[count]._graph is not None  # really captured, not the eager fallback
     _assert_same_training(network, agents[0].online, agents[1].online)
+    _assert_same_training(network, agents[0].target, agents[1].target)
 
 
 @cuda
-@pytest.mark.parametrize("loss", ["ce", "cc"])
-def test_graphed_student_updates_equal_eager_updates(loss: str) -> None:
+@pytest.mark.parametrize(("loss", "count"), [("ce", 1), ("cc", 1), ("cc", 3)])
+def test_graphed_student_updates_equal_eager_updates(loss: str, count: int) -> None:
     device = torch.device("cuda")
     torch.manual_seed(0)
     games = {"A": [0, 1, 3], "B": [0, 1, 2, 4]}
@@ -87,16 +93,17 @@ def test_graphed_student_updates_equal_eager_updates(loss: str) -> None:
 
     class Batch:
         def __init__(self, n_actions: int) -> None:
-            self.obs = torch.randint(0, 2, (16, 4, 10, 10), generator=gen, dtype=torch.uint8).to(device)
-            self.payload = torch.randn(16, n_actions, generator=gen).to(device)
+            self.obs = torch.randint(0, 2, (16 * count, 4, 10, 10), generator=gen, dtype=torch.uint8).to(device)
+            self.payload = torch.randn(16 * count, n_actions, generator=gen).to(device)
 
     metrics = []
     for step in range(10):
         batches = {g: Batch(len(a)) for g, a in games.items()}
-        metrics.append([learner.update(batches, step) for learner in learners])
+        metrics.append([learner.update(batches, step, count=count) for learner in learners])
     for eager, graphed in metrics:  # compared after all the replays: returned metrics stay as they were
         assert set(graphed) == set(eager)
         torch.testing.assert_close(graphed["loss/total"], eager["loss/total"], rtol=1e-4, atol=1e-6)
+    assert all(step._graph is not None for step in learners[1]._graphs.values())  # captured, no eager fallback
     _assert_same_training(student, learners[0].student, learners[1].student)
 
 

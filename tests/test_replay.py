@@ -420,17 +420,3 @@ def test_long_stream_many_envs():
     for _ in range(30):
         d.run(10)
         check_batch(d.buf.sample(256, g), d.sampleable(), d)
-
-
-def test_split_gives_equal_minibatches_of_one_draw():
-    """One draw of k x B split into k minibatches: the same transitions, in order, as views."""
-    d = make(*ATARI, num_envs=2, rows=12, n_step=3)
-    d.run(10)
-    batch = d.buf.sample(12, torch.Generator().manual_seed(0))
-    parts = batch.split(3)
-    assert len(parts) == 3 and all(len(p.index) == 4 for p in parts)
-    for name in ("obs", "action", "reward", "next_obs", "done", "discount", "payload", "index"):
-        torch.testing.assert_close(torch.cat([getattr(p, name) for p in parts]), getattr(batch, name))
-    assert parts[1].obs.data_ptr() == batch.obs[4].data_ptr()
-    with pytest.raises(ValueError, match="does not split into 5"):
-        batch.split(5)
