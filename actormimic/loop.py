@@ -39,8 +39,8 @@ class GameStream:
     def reset(self, seed: int) -> None:
         """Reset every env and start new episodes in the replay."""
         obs = self.env.reset(seed=seed)
-        self.replay.start(obs)
         self.obs = self._to_device(obs)
+        self.replay.start(self.obs)
 
     def send(self, actions: torch.Tensor, host_actions: np.ndarray | None = None) -> None:
         """Start stepping with `actions` (indices into the game's action set; `host_actions`: the same on
@@ -50,11 +50,12 @@ class GameStream:
         self.env.send(actions.cpu().numpy() if host_actions is None else host_actions)
 
     def recv(self, monitor: Monitor | None, step: int) -> int:
-        """Finish the step: store it, move the new observations to the device, report finished games."""
+        """Finish the step: move the new observations to the device, store the step (the replay takes its
+        newest frames from the device copy), report finished games."""
         result = self.env.recv()
-        self.replay.add(self._actions, result.reward, result.terminated, result.truncated, result.autoreset,
-                        result.obs, payload=self._payload)
         self.obs = self._to_device(result.obs)
+        self.replay.add(self._actions, result.reward, result.terminated, result.truncated, result.autoreset,
+                        self.obs, payload=self._payload)
         if monitor is not None:
             for _index, raw_return, length in result.finished:
                 monitor.episode(self.game, step, raw_return, length)
