@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from agents.graphs import GraphedStep
+from agents.graphs import GraphedStep, graphed_forward
 from agents.networks import QNetwork, epsilon_greedy
 
 BATCH_FIELDS = ("obs", "action", "reward", "next_obs", "done", "discount")
@@ -79,11 +79,11 @@ class DQN:
         self._sync_on_device = self.use_cuda_graph
         self._updates_dev = torch.zeros((), dtype=torch.int64, device=self.device)
         self._steps: dict[int, GraphedStep] = {}  # one graph per number of gradient steps per call
+        self._q_values = graphed_forward(self.online, self.device, self.use_cuda_graph)  # for acting
 
     def act(self, obs: Tensor, epsilon: float | Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Epsilon-greedy actions int64 (N,) for a batch of observations, on device, no host sync."""
-        with torch.no_grad():
-            return epsilon_greedy(self.online(obs), epsilon, generator)
+        return epsilon_greedy(self._q_values(obs), epsilon, generator)
 
     def td_target(self, reward: Tensor, next_obs: Tensor, done: Tensor, discount: Tensor) -> Tensor:
         """reward + discount * (1 - done) * Q_target(next_obs, a'), a' = argmax of online (double) or target."""

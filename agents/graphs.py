@@ -89,14 +89,21 @@ class GraphedStep:
 
 def graphed_forward(forward: Callable[[Tensor], Tensor], device: torch.device, enabled: bool
                     ) -> Callable[[Tensor], Tensor]:
-    """A gradient-free forward on fixed-shape inputs (e.g. a frozen expert's Q-values for one vector env)
-    as a replayed CUDA graph; eager without CUDA. The result is a fresh tensor."""
+    """A gradient-free forward (e.g. Q-values of one vector env's observations) as a replayed CUDA graph,
+    one per input shape; eager without CUDA. Weights updated in place are seen; the result is fresh."""
     def step(inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
         with torch.no_grad():
             return {"out": forward(inputs["x"])}
 
-    graphed = GraphedStep(step, lambda: None, device, enabled)
-    return lambda x: graphed({"x": x})["out"]
+    graphs: dict[tuple[tuple[int, ...], torch.dtype], GraphedStep] = {}
+
+    def call(x: Tensor) -> Tensor:
+        key = (tuple(x.shape), x.dtype)
+        if key not in graphs:
+            graphs[key] = GraphedStep(step, lambda: None, device, enabled)
+        return graphs[key]({"x": x})["out"]
+
+    return call
 
 
 def _stack_scalars(outputs: Mapping[str, Tensor]) -> Tensor | None:

@@ -70,7 +70,13 @@ def test_graphed_dqn_updates_equal_eager_updates(precision: str, count: int) -> 
     singles = _dqn_batches(24, device)  # count 4: 6 calls, the graph captured at the 4th
     batches = [{k: torch.cat([b[k] for b in singles[i:i + count]]) for k in singles[0]}
                for i in range(0, len(singles), count)]
-    metrics = [[agent.update(batch, count=count) for agent in agents] for batch in batches]
+    probe = singles[0]["obs"][:8]
+    metrics, acting = [], []
+    for batch in batches:
+        metrics.append([agent.update(batch, count=count) for agent in agents])
+        acting.append((agents[1]._q_values(probe), agents[1].online(probe).detach()))  # the acting graph
+    for graphed, eager in acting:  # ... sees the weights as the updates left them
+        torch.testing.assert_close(graphed, eager, rtol=1e-3, atol=1e-4)
     for eager, graphed in metrics:  # compared at the end: later replays must not overwrite returned metrics
         assert set(graphed) == set(eager)
         torch.testing.assert_close(graphed["loss/td"], eager["loss/td"], rtol=1e-4, atol=1e-6)
