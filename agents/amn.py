@@ -148,7 +148,7 @@ class ActorMimicLearner:
         self._params = list(student.parameters())
         self.optimizer = make_adam(self._params, lr=lr, eps=adam_eps, capturable=self.cuda_graph)
         self.first_bad_step = torch.full((len(student.games),), float("inf"), device=self.device)
-        self._graphs: dict[tuple[str, ...], GraphedStep] = {}
+        self._graphs: dict[tuple[str | int, ...], GraphedStep] = {}  # by (active games..., count)
 
     def update(self, batches: Mapping[str, Any], step: int, count: int = 1) -> dict[str, Tensor]:
         """`count` gradient steps on {game: batch with .obs and .payload (teacher Q)}, step i on the i-th of

@@ -4,7 +4,8 @@ The update (forward, backward, gradient clipping, optimizer step) is recorded as
 following PyTorch's whole-network capture recipe: gradients are set to None before capture so
 that backward allocates them from the graph's private pool, and every replay rewrites them in
 place. The optimizer must be created with ``capturable=True``. Without CUDA, or when capture
-fails, the same step runs eagerly. The replay's sampler is captured the same way (no gradients).
+fails, the same step runs eagerly. Several updates in a row can be one graph (the agents' `count`);
+the replay's sampler and inference forwards (`graphed_forward`) are captured the same way.
 Each replay returns fresh copies of the outputs; when they are all scalars (training metrics) they
 are stacked inside the graph, so one copy serves them all.
 """
