@@ -20,8 +20,8 @@ Payload = Callable[[torch.Tensor], torch.Tensor]
 class GameStream:
     """One game's vector env feeding its replay buffer, with the current observations on the device.
 
-    `send` starts the env step (the one host synchronisation of a step: fetching actions), so the
-    caller can run updates while the env threads work; `recv` stores the transition.  `payload`
+    `send_all` starts the env steps of all streams (the one host synchronisation of a step: fetching
+    actions), so the caller can run updates while the env threads work; `recv` stores the transition.  `payload`
     (e.g. an expert's Q-values of the observations, stored with them) runs as a CUDA graph on a GPU.
     """
 
@@ -42,12 +42,11 @@ class GameStream:
         self.obs = self._to_device(obs)
         self.replay.start(self.obs)
 
-    def send(self, actions: torch.Tensor, host_actions: np.ndarray | None = None) -> None:
-        """Start stepping with `actions` (indices into the game's action set; `host_actions`: the same on
-        the host, when the caller already fetched them, see `send_all`)."""
+    def send(self, actions: torch.Tensor, host_actions: np.ndarray) -> None:
+        """Start stepping with `actions` (indices into the game's action set) and their host copy (`send_all`)."""
         self._payload = self.payload_fn(self.obs) if self.payload_fn is not None else None
         self._actions = actions
-        self.env.send(actions.cpu().numpy() if host_actions is None else host_actions)
+        self.env.send(host_actions)
 
     def recv(self, monitor: Monitor | None, step: int) -> int:
         """Finish the step: move the new observations to the device, store the step (the replay takes its

@@ -19,7 +19,7 @@ import torch
 from actormimic.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from actormimic.config import ExpertsConfig, config_to_dict
 from actormimic.evaluation import evaluate_policy, get_protocol, random_score, resolve_checked
-from actormimic.loop import Every, GameStream, RunClock, UpdateCredit
+from actormimic.loop import Every, GameStream, RunClock, UpdateCredit, send_all
 from actormimic.replay import ReplayBuffer
 from actormimic.reports import game_result
 from actormimic.runtime import (Interrupted, Monitor, RunError, StopRequested, prepare_run_dir, rng_state,
@@ -149,7 +149,7 @@ def train_one_game(config: ExpertsConfig, game: str, folder: Path, gpu: int | No
                 step = counters["step"]
                 epsilon = epsilon_schedule(step, config.epsilon_start, config.epsilon_end,
                                           int(config.epsilon_fraction * config.steps))
-                stream.send(agent.act(stream.obs, epsilon, generator))
+                send_all([stream], [agent.act(stream.obs, epsilon, generator)])
                 if step >= max(config.learning_starts, refill_until) and len(replay) >= config.batch_size:
                     clock.learning(step)
                     if tuner is not None:

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from actormimic.losses import distillation_losses, feature_regression_loss
 from agents.dqn import make_adam
-from agents.graphs import GraphedStep
+from agents.graphs import GraphedStep, check_parts, part
 from agents.networks import epsilon_greedy, make_torso
 
 
@@ -156,9 +156,8 @@ class ActorMimicLearner:
         games and count). Returns the last step's 0-dim metric tensors."""
         inputs = {"step": torch.tensor(float(step)).to(self.device, non_blocking=True)}
         for game, batch in batches.items():
-            if len(batch.obs) % count:
-                raise ValueError(f"{game}: a batch of {len(batch.obs)} does not split into {count} equal parts")
             inputs[f"obs/{game}"], inputs[f"q/{game}"] = batch.obs, batch.payload.float()
+        check_parts(inputs, count)
         key = (*batches, count)
         if key not in self._graphs:
             self._graphs[key] = GraphedStep(partial(self._steps, count),
@@ -171,7 +170,7 @@ class ActorMimicLearner:
         for i in range(count):
             if i:
                 self.optimizer.zero_grad(set_to_none=True)
-            logs = self._step({name: t if t.dim() == 0 else t.tensor_split(count)[i] for name, t in inputs.items()})
+            logs = self._step(part(inputs, i, count))
         return logs
 
     def _step(self, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:

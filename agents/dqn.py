@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from agents.graphs import GraphedStep, graphed_forward
+from agents.graphs import GraphedStep, check_parts, graphed_forward, part
 from agents.networks import QNetwork, epsilon_greedy
 
 BATCH_FIELDS = ("obs", "action", "reward", "next_obs", "done", "discount")
@@ -104,7 +104,9 @@ class DQN:
             self._steps[count] = GraphedStep(partial(self._train_steps, count),
                                              lambda: self.optimizer.zero_grad(set_to_none=True), self.device,
                                              enabled=self.use_cuda_graph)
-        metrics = self._steps[count](self._batch_tensors(batch))
+        inputs = self._batch_tensors(batch)
+        check_parts(inputs, count)
+        metrics = self._steps[count](inputs)
         self.updates += count
         return metrics
 
@@ -148,13 +150,10 @@ class DQN:
 
     def _train_steps(self, count: int, b: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """`count` steps on consecutive parts of the batch (gradients are None on entry)."""
-        size, rest = divmod(len(b["obs"]), count)
-        if rest:
-            raise ValueError(f"a batch of {len(b['obs'])} does not split into {count} equal parts")
         for i in range(count):
             if i:
                 self.optimizer.zero_grad(set_to_none=True)
-            metrics = self._train_step({name: t[i * size:(i + 1) * size] for name, t in b.items()})
+            metrics = self._train_step(part(b, i, count))
             self._update_target(self.updates + i + 1)
         return metrics
 

@@ -107,6 +107,19 @@ def graphed_forward(forward: Callable[[Tensor], Tensor], device: torch.device, e
     return call
 
 
+def check_parts(inputs: Mapping[str, Tensor], count: int) -> None:
+    """Refuse a batch whose rows do not split into `count` equal parts (0-dim inputs are shared by all)."""
+    for name, t in inputs.items():
+        if t.dim() and len(t) % count:
+            raise ValueError(f"{name}: a batch of {len(t)} does not split into {count} equal parts")
+
+
+def part(inputs: Mapping[str, Tensor], index: int, count: int) -> dict[str, Tensor]:
+    """The `index`-th of `count` equal parts (views) of every batched input; 0-dim inputs as they are."""
+    return {name: t if t.dim() == 0 else t.narrow(0, index * (len(t) // count), len(t) // count)
+            for name, t in inputs.items()}
+
+
 def _stack_scalars(outputs: Mapping[str, Tensor]) -> Tensor | None:
     """The outputs stacked in one tensor if they are all 0-dim of one dtype (e.g. training metrics), else None."""
     values = list(outputs.values())

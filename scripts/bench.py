@@ -37,8 +37,8 @@ from envs import is_minatar, resolve_game, safe_name
 
 PROFILED_PHASES = {  # label: (module, attribute path) of the methods a profiled iteration is split into
     "act": [("agents.dqn", "DQN.act"), ("agents.amn", "Student.act")],
-    "send (action fetch, payload, env send)": [("actormimic.loop", "GameStream.send")],
-    "send_all (one action fetch, then the games' sends above)": [("actormimic.distill", "send_all")],
+    "send (one action fetch for all games, payloads, env send)": [("actormimic.train_experts", "send_all"),
+                                                                   ("actormimic.distill", "send_all")],
     "env recv (wait for the env threads)": [("envs.vector", "VectorEnv.recv")],
     "replay add": [("actormimic.replay", "ReplayBuffer.add")],
     "replay sample": [("actormimic.replay", "ReplayBuffer.sample")],
