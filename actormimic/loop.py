@@ -56,8 +56,10 @@ class GameStream:
         self.replay.add(self._actions, result.reward, result.terminated, result.truncated, result.autoreset,
                         self.obs, payload=self._payload)
         if monitor is not None:
-            for _index, raw_return, length in result.finished:
-                monitor.episode(self.game, step, raw_return, length)
+            clipped = self.env.preset.clip_rewards
+            for game in result.finished:
+                monitor.episode(self.game, step, game.raw_return, game.length,
+                                game.clipped_return if clipped else None)
         return self.env.num_envs
 
     def _to_device(self, obs: np.ndarray) -> torch.Tensor:

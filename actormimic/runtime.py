@@ -195,11 +195,15 @@ class Monitor:
         self._last_steps = 0
         self._last_updates = 0
 
-    def episode(self, game: str, step: int, raw_return: float, length: int) -> None:
-        """Record one finished full game (raw, unclipped score)."""
+    def episode(self, game: str, step: int, raw_return: float, length: int,
+                clipped_return: float | None = None) -> None:
+        """Record one finished full game: its raw score (the progress line's) and, when the preset clips
+        rewards, the sum of its clipped rewards."""
         self.scores.setdefault(game, deque(maxlen=20)).append(raw_return)
         tag = game.replace("/", "-")
         self.writer.add_scalar(f"train/{tag}/episode_return_raw", raw_return, step)
+        if clipped_return is not None:
+            self.writer.add_scalar(f"train/{tag}/episode_return_clipped", clipped_return, step)
         self.writer.add_scalar(f"train/{tag}/episode_length", length, step)
 
     def scalars(self, values: Mapping[str, float | torch.Tensor], step: int) -> None:

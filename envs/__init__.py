@@ -15,10 +15,11 @@ from .games import (
     union_actions,
 )
 from .presets import PRESETS, Preset, get_preset
-from .vector import StepResult, VectorEnv, make_vector_env
+from .vector import Finished, StepResult, VectorEnv, make_vector_env
 
 __all__ = [
     "ALE_ACTION_NAMES",
+    "Finished",
     "MINATAR_GAMES",
     "PRESETS",
     "Preset",

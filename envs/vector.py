@@ -33,13 +33,24 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from .games import check_preset_game, game_action_ids
 from .presets import Preset
 
-__all__ = ["StepResult", "VectorEnv", "AtariVectorEnvLayer", "make_vector_env", "derive_seeds"]
+__all__ = ["Finished", "StepResult", "VectorEnv", "AtariVectorEnvLayer", "make_vector_env", "derive_seeds"]
+
+
+class Finished(NamedTuple):
+    """One full game (score episode) that ended: its env, raw score, length in agent steps, and the sum of
+    its learning rewards (the clipped score when the preset clips rewards); both sums run across life losses."""
+
+    index: int
+    raw_return: float
+    length: int
+    clipped_return: float
 
 
 @dataclass
@@ -54,8 +65,7 @@ class StepResult:
         truncated: the episode cap was reached at this step.
         autoreset: this step was a reset step (action ignored, reward 0).
         game_over: a full game (score episode) ended at this step (game over or cap).
-        finished: ``(env_index, raw_return, length_in_agent_steps)`` for each game that ended
-            at this step; raw_return sums raw rewards across life losses.
+        finished: a :class:`Finished` record for each game that ended at this step.
         life_loss: at least one life was lost at this step (whatever the preset).
     """
 
@@ -66,7 +76,7 @@ class StepResult:
     truncated: np.ndarray
     autoreset: np.ndarray
     game_over: np.ndarray
-    finished: list[tuple[int, float, int]] = field(default_factory=list)
+    finished: list[Finished] = field(default_factory=list)
     life_loss: np.ndarray | None = None
 
 
@@ -103,6 +113,7 @@ class VectorEnv(abc.ABC):
         n = self.num_envs
         self._needs_reset = np.zeros(n, dtype=bool)
         self._ep_return = np.zeros(n, dtype=np.float64)
+        self._ep_clipped = np.zeros(n, dtype=np.float64)
         self._ep_length = np.zeros(n, dtype=np.int64)
         self._clip = bool(preset.clip_rewards)
         self._episodic_life = bool(preset.episodic_life)
@@ -124,6 +135,7 @@ class VectorEnv(abc.ABC):
         self._was_reset = True
         self._needs_reset[:] = False
         self._ep_return[:] = 0.0
+        self._ep_clipped[:] = 0.0
         self._ep_length[:] = 0
         self._lives = lives
         return obs
@@ -186,12 +198,15 @@ class VectorEnv(abc.ABC):
         terminated = (term | life_loss) if self._episodic_life else term
         reward = np.sign(raw) if self._clip else raw.copy()
         self._ep_return += raw
+        self._ep_clipped += reward
         self._ep_length += ~auto
-        finished: list[tuple[int, float, int]] = []
+        finished: list[Finished] = []
         if game_over.any():
             idx = np.flatnonzero(game_over)
-            finished = [(int(i), float(self._ep_return[i]), int(self._ep_length[i])) for i in idx]
+            finished = [Finished(int(i), float(self._ep_return[i]), int(self._ep_length[i]),
+                                 float(self._ep_clipped[i])) for i in idx]
             self._ep_return[idx] = 0.0
+            self._ep_clipped[idx] = 0.0
             self._ep_length[idx] = 0
         self._needs_reset = game_over.copy()  # callers may mutate the result's arrays
         return StepResult(obs=obs, reward=reward, raw_reward=raw, terminated=terminated,

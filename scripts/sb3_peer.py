@@ -90,7 +90,7 @@ class OurEnv(gym.Env):
         truncated = bool(result.truncated[0]) and not terminated
         info: dict[str, Any] = {}
         if result.finished:
-            _, info["game_return"], info["game_length"] = result.finished[0]
+            info["game_return"], info["game_length"] = result.finished[0].raw_return, result.finished[0].length
         return self._obs, float(result.reward[0]), terminated, truncated, info
 
     def close(self) -> None:

@@ -273,24 +273,26 @@ def test_ale_matches_gymnasium_pipeline_more(game, grayscale):
 
 
 def test_raw_rewards_not_clipped_and_returns():
-    """SpaceInvaders scores 5..30 per alien: raw_reward > 1 while reward is its sign; the
-    reported return is the raw sum over the whole game."""
+    """SpaceInvaders scores 5..30 per alien: raw_reward > 1 while reward is its sign; a finished game
+    reports the raw sum over the whole game and the sum of its clipped rewards."""
     env = make_vector_env("SpaceInvaders", "nature", 4, seed=0)
     env.reset()
     rng = np.random.default_rng(1)
-    sums = np.zeros(4)
-    seen_big = False
-    for _ in range(600):
+    sums, clipped_sums = np.zeros(4), np.zeros(4)
+    seen_big, games = False, []
+    for _ in range(5000):
         r = env.step(rng.integers(0, env.n_actions, 4))
         np.testing.assert_array_equal(r.reward, np.sign(r.raw_reward))
         seen_big |= bool((r.raw_reward > 1).any())
         sums += r.raw_reward
-        for i, ret, _len in r.finished:
-            assert ret == sums[i]
-            sums[i] = 0
-        if seen_big:
+        clipped_sums += r.reward
+        for game in r.finished:
+            assert game.raw_return == sums[game.index] and game.clipped_return == clipped_sums[game.index]
+            games.append(game)
+            sums[game.index] = clipped_sums[game.index] = 0
+        if seen_big and games:
             break
-    assert seen_big
+    assert seen_big and games and games[0].raw_return > games[0].clipped_return > 0
     env.close()
 
 
@@ -319,7 +321,7 @@ def test_life_loss_episodic_life_and_full_game_return():
         life_losses += ll
         ret += r.raw_reward
         length += normal
-        for i, g_ret, g_len in r.finished:
+        for i, g_ret, g_len, _clipped in r.finished:
             assert g_ret == ret[i] and g_len == length[i]
             finished.append((i, life_losses[i]))
             ret[i], length[i], life_losses[i] = 0, 0, 0
@@ -430,7 +432,7 @@ def test_minatar_deterministic_and_returns():
             np.testing.assert_array_equal(r.autoreset, prev_over)
             np.testing.assert_array_equal(r.reward, r.raw_reward)  # minatar preset: no clipping
             ret += r.raw_reward
-            for i, g_ret, _ in r.finished:
+            for i, g_ret, _, _ in r.finished:
                 assert g_ret == ret[i]
                 ret[i] = 0
                 fin.append((t, i, g_ret))

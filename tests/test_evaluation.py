@@ -11,7 +11,7 @@ import torch
 import actormimic.evaluation as evaluation
 from actormimic.evaluation import StateReservoir, evaluate_policy, evaluate_with_fidelity, fidelity, get_protocol
 from actormimic.runtime import RunError
-from envs import StepResult, get_preset, make_vector_env
+from envs import Finished, StepResult, get_preset, make_vector_env
 
 
 def test_protocol_settings() -> None:
@@ -49,7 +49,7 @@ class ScriptedEnv:
         self.t += 1
         done = self.t % self.length == 0
         zeros = np.zeros(self.num_envs, dtype=bool)
-        finished = [(i, float(self.length), self.length) for i in np.flatnonzero(done)]
+        finished = [Finished(i, float(self.length), self.length, 0.0) for i in np.flatnonzero(done)]
         return StepResult(self.reset(), np.zeros(self.num_envs, np.float32), np.zeros(self.num_envs, np.float32),
                           done, zeros, zeros, done, finished)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -72,3 +73,33 @@ def test_parallel_experts_take_one_gpu_each_round_robin(monkeypatch: pytest.Monk
     assert gpu_per_job(3, torch.device("cpu")) == [None, None, None]
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert gpu_per_job(2, torch.device("cuda")) == [None, None]  # one GPU: shared, as the device says
+
+
+def test_stream_logs_raw_and_clipped_game_returns(tmp_path) -> None:
+    """A finished Atari game (rewards clipped) is logged raw and clipped; a MinAtar one (no clipping) raw only."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from actormimic.loop import GameStream
+    from actormimic.replay import ReplayBuffer
+    from actormimic.runtime import Monitor
+    from envs import make_vector_env
+
+    monitor = Monitor(tmp_path, "test", "nature", 100, interval=1e9)
+    for game, preset in (("SpaceInvaders", "nature"), ("MinAtar/Breakout", "minatar")):
+        env = make_vector_env(game, preset, 1, seed=0)
+        frame = (env.frame_channels, *env.obs_shape[1:])
+        stream = GameStream(env, ReplayBuffer(10_000, 1, frame, env.preset.frame_stack), torch.device("cpu"))
+        stream.reset(seed=0)
+        for step in range(5000):
+            stream.send(torch.zeros(1, dtype=torch.int64), np.zeros(1, dtype=np.int64))
+            stream.recv(monitor, step)
+            if monitor.scores.get(game):
+                break
+        stream.close()
+    monitor.close()
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/SpaceInvaders/episode_return_raw", "train/SpaceInvaders/episode_return_clipped",
+            "train/MinAtar-Breakout/episode_return_raw"} <= tags
+    assert "train/MinAtar-Breakout/episode_return_clipped" not in tags
