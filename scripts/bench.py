@@ -3,7 +3,9 @@
     python scripts/bench.py experts --game Breakout --seconds 120 --json OUT.json
         our trainer (once per --precisions entry) vs Stable-Baselines3's DQN (same Nature CNN, batch 32,
         one update per 4 agent steps, Adam 1e-4, torch's default thread count unless --sb3-threads):
-        env steps/s after learning starts, and the ratios.
+        env steps/s after learning starts, and the ratios. Atari: SB3 as RL-Zoo runs it (one env, its own
+        wrappers); MinAtar: SB3 through scripts/sb3_peer.py on our env layer and network with our run's
+        config (so the same --num-envs, the first value, and --set overrides).
     python scripts/bench.py distill --games MinAtar/Breakout MinAtar/SpaceInvaders --seconds 60
         distillation env steps/s (all games together) with ce and with cc, and the time of one
         student update with each loss, in the same run.
@@ -145,15 +147,21 @@ def device_name() -> str:
 DEFAULT_THREADS = torch.get_num_threads()  # before our trainer sets its own
 
 
-def ours_experts(game: str, seconds: float, learning_starts: int, num_envs: int,
-                 overrides: list[str], profile: int = 0) -> dict[str, Any]:
-    """Our trainer for `seconds` after learning starts; steps/s from its own clock."""
-    config = load_config(ExpertsConfig, None, [
+def bench_config(game: str, seconds: float, learning_starts: int, num_envs: int, overrides: list[str]
+                 ) -> ExpertsConfig:
+    """The expert config both trainers run: `seconds` after learning starts, no evaluation."""
+    return load_config(ExpertsConfig, None, [
         f"games=['{game}']", f"preset={'minatar' if is_minatar(game) else 'nature'}", "steps=100000000",
         f"num_envs={num_envs}", "replay_capacity=100000", f"learning_starts={learning_starts}",
         f"time_limit_minutes={(seconds + 10) / 60}", "eval.interval=0", "eval.episodes=1", "eval.final_episodes=0",
         "log_interval=30", "checkpoint_interval=100000000", *overrides,
     ])
+
+
+def ours_experts(game: str, seconds: float, learning_starts: int, num_envs: int,
+                 overrides: list[str], profile: int = 0) -> dict[str, Any]:
+    """Our trainer for `seconds` after learning starts; steps/s from its own clock."""
+    config = bench_config(game, seconds, learning_starts, num_envs, overrides)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / safe_name(game)
         folder.mkdir()
@@ -168,17 +176,9 @@ def ours_experts(game: str, seconds: float, learning_starts: int, num_envs: int,
             **({"profile": report} if profile else {})}
 
 
-def sb3_experts(game: str, seconds: float, learning_starts: int, threads: int) -> dict[str, Any]:
-    """SB3 DQN (RL-Zoo Atari settings: 1 env, train_freq 4, batch 32, Adam 1e-4) for `seconds` after learning starts."""
-    import gymnasium as gym
-    import ale_py
-    from stable_baselines3 import DQN
+def timed_sb3_learn(model: Any, seconds: float, learning_starts: int) -> tuple[int, float]:
+    """Run `model.learn` until `seconds` have passed after `learning_starts` agent steps; (steps, seconds) since."""
     from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.env_util import make_atari_env
-    from stable_baselines3.common.vec_env import VecFrameStack
-
-    gym.register_envs(ale_py)
-    torch.set_num_threads(threads)
 
     class Timer(BaseCallback):
         def __init__(self) -> None:
@@ -195,16 +195,44 @@ def sb3_experts(game: str, seconds: float, learning_starts: int, threads: int) -
             self.result = (self.num_timesteps - self.start[1], now - self.start[0])
             return self.result[1] < seconds
 
+    timer = Timer()
+    model.learn(total_timesteps=10**9, callback=timer)
+    return timer.result
+
+
+def sb3_experts(game: str, seconds: float, learning_starts: int, threads: int) -> dict[str, Any]:
+    """SB3 DQN (RL-Zoo Atari settings: 1 env, train_freq 4, batch 32, Adam 1e-4) for `seconds` after learning starts."""
+    import gymnasium as gym
+    import ale_py
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    gym.register_envs(ale_py)
+    torch.set_num_threads(threads)
     env = VecFrameStack(make_atari_env(f"{game}NoFrameskip-v4", n_envs=1, seed=0), n_stack=4)
     model = DQN("CnnPolicy", env, learning_rate=1e-4, buffer_size=100_000, learning_starts=learning_starts,
                 batch_size=32, train_freq=4, gradient_steps=1, target_update_interval=1000,
                 exploration_fraction=0.1, exploration_final_eps=0.01, optimize_memory_usage=False, verbose=0,
                 device="auto", seed=0)
-    timer = Timer()
-    model.learn(total_timesteps=10**9, callback=timer)
-    steps, elapsed = timer.result
+    steps, elapsed = timed_sb3_learn(model, seconds, learning_starts)
     return {"steps": steps, "seconds": elapsed, "steps_per_s": steps / max(elapsed, 1e-9), "num_envs": 1,
-            "torch_threads": threads}
+            "torch_threads": threads, "setup": "RL-Zoo Atari wrappers, 1 env"}
+
+
+def sb3_peer_experts(game: str, seconds: float, learning_starts: int, num_envs: int, overrides: list[str],
+                     threads: int) -> dict[str, Any]:
+    """SB3 DQN through scripts/sb3_peer.py (our env layer, network and the same config as our run)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sb3_peer", Path(__file__).with_name("sb3_peer.py"))
+    sb3_peer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sb3_peer)
+    config = bench_config(game, seconds, learning_starts, num_envs, [*overrides, f"cpu_threads={threads}"])
+    model = sb3_peer.build_model(config, game)[0]
+    steps, elapsed = timed_sb3_learn(model, seconds, learning_starts)
+    return {"steps": steps, "seconds": elapsed, "steps_per_s": steps / max(elapsed, 1e-9), "num_envs": num_envs,
+            "torch_threads": threads, "setup": "scripts/sb3_peer.py: our env layer and network, DummyVecEnv"}
 
 
 def bench_experts(args: argparse.Namespace) -> dict[str, Any]:
@@ -218,9 +246,14 @@ def bench_experts(args: argparse.Namespace) -> dict[str, Any]:
             label = precision if len(args.num_envs) == 1 else f"{precision}, {num_envs} envs"
             result["ours"][label] = ours_experts(game, args.seconds, args.learning_starts, num_envs,
                                                  [f"precision={precision}", *args.set], args.profile)
-    if not is_minatar(game) and args.sb3_seconds != 0:
+    if args.sb3_seconds != 0:
         sb3_seconds = args.seconds if args.sb3_seconds is None else args.sb3_seconds
-        sb3 = result["sb3"] = sb3_experts(game, sb3_seconds, args.learning_starts, args.sb3_threads)
+        if is_minatar(game):
+            sb3 = sb3_peer_experts(game, sb3_seconds, args.learning_starts, args.num_envs[0], args.set,
+                                   args.sb3_threads)
+        else:
+            sb3 = sb3_experts(game, sb3_seconds, args.learning_starts, args.sb3_threads)
+        result["sb3"] = sb3
         result["ratio_ours_over_sb3"] = {label: ours["steps_per_s"] / max(sb3["steps_per_s"], 1e-9)
                                          for label, ours in result["ours"].items()}
     return result

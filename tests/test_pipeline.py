@@ -126,6 +126,15 @@ def test_bench_profile_splits_loop_iterations_into_phases() -> None:
     assert RunClock.expired is expired and ReplayBuffer.sample is sample  # hooks removed
 
 
+def test_bench_times_sb3_on_minatar_through_the_peer() -> None:
+    """On MinAtar the SB3 side is scripts/sb3_peer.py with our run's env count and overrides, timed after
+    learning starts like ours."""
+    bench = load_script("bench")
+    result = bench.sb3_peer_experts("MinAtar/Breakout", 1.0, 300, 4, ["batch_size=16"], threads=1)
+    assert result["num_envs"] == 4 and result["steps"] > 0 and 1.0 <= result["seconds"] < 10
+    assert result["steps_per_s"] == pytest.approx(result["steps"] / result["seconds"])
+
+
 def test_offline_fidelity_script(experts: Path, tmp_path: Path) -> None:
     script = load_script("fidelity_offline")
     args = ["--experts", str(experts), "--set", "games=MinAtar/Breakout,MinAtar/SpaceInvaders", "--steps", "30",
