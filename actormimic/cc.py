@@ -318,13 +318,6 @@ class ContinuousCategorical(Distribution):
             return self.rsample(sample_shape)
 
 
-def _log_survival_last(logits: Tensor, log1m_t: Tensor) -> Tensor:
-    """log P(x_K > t) = (K-1) log(1-t) + A((1-t) lam) - A(lam), lam = eta - eta_K, t = 1 - exp(log1m_t)."""
-    lam = logits - logits[..., -1:]
-    k = lam.shape[-1]
-    return (k - 1) * log1m_t + log_partition(log1m_t.exp().unsqueeze(-1) * lam) - log_partition(lam)
-
-
 def _solve_last(lam: Tensor, log_u: Tensor) -> tuple[Tensor, Tensor]:
     """Solve log P(x_n > t) = log_u for u* = log(1-t) by bracketed Newton; returns (u*, dH/du at u*)."""
     n = lam.shape[-1]

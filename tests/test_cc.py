@@ -423,10 +423,13 @@ def test_sampler_moments_and_marginal(logits: list[float]) -> None:
     assert ((x.var(0) - var).abs() <= 6 * ((fourth - var**2).clamp(min=0) / n).sqrt() + 1e-12).all()
     eta = torch.tensor(logits, dtype=torch.float64)
 
+    lam = eta - eta[-1]
+
     def cdf(t: Sequence[float]) -> object:
-        """Exact CDF of the last coordinate: 1 - (1-t)^(K-1) exp(A((1-t) lam) - A(lam))."""
-        tt = torch.as_tensor(t, dtype=torch.float64).clamp(0, 1 - 1e-16)
-        return (-torch.expm1(cc._log_survival_last(eta.expand(len(tt), -1), torch.log1p(-tt)))).numpy()
+        """Exact CDF of the last coordinate: 1 - (1-t)^(K-1) exp(A((1-t) lam) - A(lam)), lam = eta - eta_K."""
+        tt = torch.as_tensor(t, dtype=torch.float64).clamp(0, 1 - 1e-16)[:, None]
+        log_survival = (len(lam) - 1) * torch.log1p(-tt[:, 0]) + log_partition((1 - tt) * lam) - log_partition(lam)
+        return (-torch.expm1(log_survival)).numpy()
 
     assert scipy.stats.kstest(x[:, -1].numpy(), cdf).pvalue > 1e-3
 
