@@ -106,9 +106,9 @@ def evaluate_policy(
             random_actions = torch.randint(len(policy_actions), (num_envs,), generator=generator, device=device)
             actions = to_env[torch.where(explore, random_actions, greedy)]
             result = env.step(actions.cpu().numpy())
-            for game in result.finished:
-                if len(returns[game.index]) < quota[game.index]:
-                    returns[game.index].append(game.raw_return)
+            for ended in result.finished:
+                if len(returns[ended.index]) < quota[ended.index]:
+                    returns[ended.index].append(ended.raw_return)
             obs = torch.as_tensor(result.obs, device=device)
     finally:
         env.close()

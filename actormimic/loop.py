@@ -57,9 +57,9 @@ class GameStream:
                         self.obs, payload=self._payload)
         if monitor is not None:
             clipped = self.env.preset.clip_rewards
-            for game in result.finished:
-                monitor.episode(self.game, step, game.raw_return, game.length,
-                                game.clipped_return if clipped else None)
+            for ended in result.finished:
+                monitor.episode(self.game, step, ended.raw_return, ended.length,
+                                ended.clipped_return if clipped else None)
         return self.env.num_envs
 
     def _to_device(self, obs: np.ndarray) -> torch.Tensor:

@@ -286,10 +286,10 @@ def test_raw_rewards_not_clipped_and_returns():
         seen_big |= bool((r.raw_reward > 1).any())
         sums += r.raw_reward
         clipped_sums += r.reward
-        for game in r.finished:
-            assert game.raw_return == sums[game.index] and game.clipped_return == clipped_sums[game.index]
-            games.append(game)
-            sums[game.index] = clipped_sums[game.index] = 0
+        for ended in r.finished:
+            assert ended.raw_return == sums[ended.index] and ended.clipped_return == clipped_sums[ended.index]
+            games.append(ended)
+            sums[ended.index] = clipped_sums[ended.index] = 0
         if seen_big and games:
             break
     assert seen_big and games and games[0].raw_return > games[0].clipped_return > 0
