@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from actormimic.losses import distillation_losses, feature_regression_loss
 from agents.dqn import make_adam
-from agents.graphs import GraphedStep, check_parts, part
+from agents.graphs import GraphedStep, check_parts, steps_in_parts
 from agents.networks import epsilon_greedy, make_torso
 
 
@@ -160,18 +160,10 @@ class ActorMimicLearner:
         check_parts(inputs, count)
         key = (*batches, count)
         if key not in self._graphs:
-            self._graphs[key] = GraphedStep(partial(self._steps, count),
-                                            lambda: self.optimizer.zero_grad(set_to_none=True),
-                                            self.device, enabled=self.cuda_graph)
+            zero_grad = partial(self.optimizer.zero_grad, set_to_none=True)
+            steps = partial(steps_in_parts, lambda _i, part: self._step(part), zero_grad, count)
+            self._graphs[key] = GraphedStep(steps, zero_grad, self.device, enabled=self.cuda_graph)
         return self._graphs[key](inputs)
-
-    def _steps(self, count: int, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """`count` steps on consecutive parts of every input (gradients are None on entry)."""
-        for i in range(count):
-            if i:
-                self.optimizer.zero_grad(set_to_none=True)
-            logs = self._step(part(inputs, i, count))
-        return logs
 
     def _step(self, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Forward, per-game losses, backward, clip, Adam step (gradients are None on entry)."""

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from agents.graphs import GraphedStep, check_parts, graphed_forward, part
+from agents.graphs import GraphedStep, check_parts, graphed_forward, steps_in_parts
 from agents.networks import QNetwork, epsilon_greedy
 
 BATCH_FIELDS = ("obs", "action", "reward", "next_obs", "done", "discount")
@@ -101,9 +101,9 @@ class DQN:
         with BATCH_FIELDS), each followed by its target update; on CUDA all of them are one captured graph.
         Returns the last step's 0-dim metric tensors."""
         if count not in self._steps:
-            self._steps[count] = GraphedStep(partial(self._train_steps, count),
-                                             lambda: self.optimizer.zero_grad(set_to_none=True), self.device,
-                                             enabled=self.use_cuda_graph)
+            zero_grad = partial(self.optimizer.zero_grad, set_to_none=True)
+            steps = partial(steps_in_parts, lambda i, b: self._train_step(b, self.updates + i + 1), zero_grad, count)
+            self._steps[count] = GraphedStep(steps, zero_grad, self.device, enabled=self.use_cuda_graph)
         inputs = self._batch_tensors(batch)
         check_parts(inputs, count)
         metrics = self._steps[count](inputs)
@@ -148,21 +148,13 @@ class DQN:
         td = F.smooth_l1_loss(q, target) if self.loss == "huber" else F.mse_loss(q, target)
         return td, q.detach().mean()
 
-    def _train_steps(self, count: int, b: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """`count` steps on consecutive parts of the batch (gradients are None on entry)."""
-        for i in range(count):
-            if i:
-                self.optimizer.zero_grad(set_to_none=True)
-            metrics = self._train_step(part(b, i, count))
-            self._update_target(self.updates + i + 1)
-        return metrics
-
-    def _train_step(self, b: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Forward, backward, clip, Adam step."""
+    def _train_step(self, b: Mapping[str, Tensor], update: int) -> dict[str, Tensor]:
+        """Forward, backward, clip, Adam step, then the target update after gradient step number `update`."""
         loss, q_mean = self._td_loss(b)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self._params, self.max_grad_norm)
         self.optimizer.step()
+        self._update_target(update)
         return {"loss/td": loss.detach(), "train/q_mean": q_mean, "train/grad_norm": grad_norm.detach()}
 
     def _update_target(self, update: int) -> None:

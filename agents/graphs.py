@@ -120,6 +120,17 @@ def part(inputs: Mapping[str, Tensor], index: int, count: int) -> dict[str, Tens
             for name, t in inputs.items()}
 
 
+def steps_in_parts(step: Callable[[int, Mapping[str, Tensor]], dict[str, Tensor]], zero_grad: Callable[[], None],
+                   count: int, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """`count` gradient steps, `step(i, part i of inputs)`, clearing the gradients between them (they are None
+    on entry, as GraphedStep leaves them); returns the last step's outputs."""
+    for i in range(count):
+        if i:
+            zero_grad()
+        outputs = step(i, part(inputs, i, count))
+    return outputs
+
+
 def _stack_scalars(outputs: Mapping[str, Tensor]) -> Tensor | None:
     """The outputs stacked in one tensor if they are all 0-dim of one dtype (e.g. training metrics), else None."""
     values = list(outputs.values())
