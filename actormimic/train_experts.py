@@ -2,7 +2,9 @@
 
 Per game the loop is: act (epsilon-greedy, on the device) -> env.send -> gradient updates while
 the env threads step -> env.recv -> replay. Writes OUT/<game>/expert.pt (last state, resumable),
-expert-best.pt (best evaluation), tb/ and eval.json.
+expert-best.pt, tb/ and eval.json. expert-best.pt holds the network of the best periodic evaluation
+until the end; then that network and the last one are both scored by the final evaluation (same
+episodes and seed) and the higher-scoring of the two is kept (see `final_choice`).
 """
 
 from __future__ import annotations
@@ -11,14 +13,14 @@ import dataclasses
 import multiprocessing
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 
 from actormimic.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from actormimic.config import ExpertsConfig, config_to_dict
-from actormimic.evaluation import evaluate_policy, get_protocol, random_score, resolve_checked
+from actormimic.evaluation import Protocol, evaluate_policy, get_protocol, random_score, resolve_checked
 from actormimic.loop import Every, GameStream, RunClock, UpdateCredit, send_all
 from actormimic.replay import ReplayBuffer
 from actormimic.reports import game_result
@@ -174,7 +176,8 @@ def train_one_game(config: ExpertsConfig, game: str, folder: Path, gpu: int | No
                                   f"(continue with --resume)")
         counters["throughput"] = clock.throughput(counters["step"])
         evaluate()
-        final = _final_eval(game, folder, protocol, config, device) if config.eval.final_episodes else None
+        last = {**meta, "model": q_net.state_dict(), "step": counters["step"]}
+        final = _final_eval(game, folder, protocol, config, device, last) if config.eval.final_episodes else None
         save_last(finished=True, final_eval=final)
         return final
     finally:
@@ -182,23 +185,61 @@ def train_one_game(config: ExpertsConfig, game: str, folder: Path, gpu: int | No
         monitor.close()
 
 
-def _final_eval(game: str, folder: Path, protocol: Any, config: ExpertsConfig, device: torch.device) -> dict[str, Any]:
-    """Evaluate the best checkpoint under the protocol and write eval.json."""
+def final_choice(game: str, candidates: Mapping[str, Mapping[str, Any]], action_ids: list[int], protocol: Protocol,
+                 *, num_envs: int, seed: int, device: torch.device
+                 ) -> tuple[str, dict[str, dict[str, Any]], dict[str, Any]]:
+    """Score each candidate network (a checkpoint-like mapping with "network", "model" and "step") under the final
+    evaluation's protocol with the same seed (the same env streams); returns the name of the highest-scoring one
+    (the first on a tie), every candidate's eval.json entry, and a summary of the choice for eval.json.
+
+    The best periodic evaluation is a noisy pick (few episodes, the maximum over many evaluations): in 6 MinAtar
+    runs whose best and last networks differed, the last one was better in 3 (README, "The best network")."""
+    random = random_score(game, protocol)
+    results = {}
+    for name, candidate in candidates.items():
+        network = QNetwork(**candidate["network"]).to(device).eval()
+        network.load_state_dict(candidate["model"])
+        returns = evaluate_policy(_greedy(network), action_ids, game, protocol, num_envs=num_envs, seed=seed,
+                                  device=device)
+        results[name] = game_result(game, returns, random=random, expert_mean=None)
+    chosen = max(results, key=lambda name: results[name]["mean"])
+    summary = {"chosen": chosen, "episodes": protocol.episodes,
+               "candidates": {name: {"step": candidates[name]["step"], "mean": result["mean"], "ci95": result["ci95"]}
+                              for name, result in results.items()}}
+    return chosen, results, summary
+
+
+def describe_choice(summary: Mapping[str, Any]) -> str:
+    """One line of a final_choice summary: each candidate's step and score, and which one was kept."""
+    scores = ", ".join(f"{name} network (step {entry['step']:,}) {entry['mean']:.2f}"
+                       for name, entry in summary["candidates"].items())
+    return f"{scores}; kept the {summary['chosen']} one"
+
+
+def _greedy(network: QNetwork) -> Any:
+    """The greedy policy of a Q-network (action indices of a uint8 observation batch)."""
+    return lambda obs: network(obs).argmax(-1)
+
+
+def _final_eval(game: str, folder: Path, protocol: Protocol, config: ExpertsConfig, device: torch.device,
+                last: dict[str, Any]) -> dict[str, Any]:
+    """Score the best periodic-evaluation network and, when it differs, the last one (`last`, a checkpoint without
+    its label) with the final evaluation; keep the higher-scoring one as expert-best.pt; write eval.json."""
     best = load_checkpoint(folder / BEST, kind="expert")
-    q_net = QNetwork(**best["network"]).to(device)
-    q_net.load_state_dict(best["model"])
-    q_net.eval()
+    candidates = {"best": best} if best["step"] == last["step"] else {"best": best, "last": last}
     protocol = dataclasses.replace(protocol, episodes=config.eval.final_episodes)
-    returns = evaluate_policy(lambda obs: q_net(obs).argmax(-1), best["action_ids"], game, protocol,
-                              num_envs=config.eval.num_envs, seed=config.seed + 20_000, device=device)
-    entry = game_result(game, returns, random=random_score(game, protocol), expert_mean=None)
+    chosen, results, summary = final_choice(game, candidates, best["action_ids"], protocol,
+                                            num_envs=config.eval.num_envs, seed=config.seed + 20_000, device=device)
+    if chosen == "last":
+        save_checkpoint(folder / BEST, {**last, "label": "best", "eval_score": results[chosen]["mean"]}, kind="expert")
+    entry = results[chosen]
     entry["expert_mean"] = entry["mean"]
     entry["expert_normalized"] = 1.0
-    result = {"protocol": protocol.to_dict(), "checkpoint": str(folder / BEST), "kind": "expert",
-              "method": "expert", "seed": config.seed, "games": {game: entry}, "aggregate": {}}
+    result = {"protocol": protocol.to_dict(), "checkpoint": str(folder / BEST), "kind": "expert", "method": "expert",
+              "seed": config.seed, "games": {game: entry}, "aggregate": {}, "final_choice": summary}
     write_json(folder / "eval.json", result)
-    print(f"[{safe_name(game)}] final eval of {folder / BEST} ({protocol.name}, {len(returns)} episodes): "
-          f"raw score {entry['mean']:.2f} ± {entry['std']:.2f}", flush=True)
+    print(f"[{safe_name(game)}] final eval ({protocol.name}, {protocol.episodes} episodes, raw score): "
+          f"{describe_choice(summary)} as {folder / BEST}: {entry['mean']:.2f} ± {entry['std']:.2f}", flush=True)
     return result
 
 

@@ -13,9 +13,10 @@ The Q-network is our torso as an SB3 features extractor with `net_arch=[]`, i.e.
 Outputs in OUT (what scripts/learning_curves.py and scripts/score_table.py read):
     tb/             TensorBoard: eval/<safe_game>/score at agent steps, train/<safe_game>/episode_return_raw,
                     train/epsilon, perf/steps_per_s
-    eval.json       our schema, method "sb3-dqn": final evaluation of the best periodic-eval network with
-                    eval.final_episodes episodes (as train-experts does), plus "throughput" and "sb3"
-    expert-best.pt  the best network as our expert checkpoint (usable by `actormimic evaluate` / distill)
+    eval.json       our schema, method "sb3-dqn": the final evaluation (eval.final_episodes episodes) of the best
+                    periodic-eval network and of the last one, the higher-scoring kept, as train-experts does
+                    (`final_choice`), plus "throughput" and "sb3"
+    expert-best.pt  that network as our expert checkpoint (usable by `actormimic evaluate` / distill)
     config.yaml     the resolved ExpertsConfig
 """
 
@@ -35,10 +36,10 @@ import torch
 
 from actormimic.checkpoint import save_checkpoint
 from actormimic.config import ConfigError, ExpertsConfig, load_config
-from actormimic.evaluation import evaluate_policy, get_protocol, random_score, resolve_checked
+from actormimic.evaluation import evaluate_policy, get_protocol, resolve_checked
 from actormimic.loop import Every
-from actormimic.reports import game_result
 from actormimic.runtime import RunError, prepare_run_dir, save_config, seed_everything, select_device, write_json
+from actormimic.train_experts import describe_choice, final_choice
 from agents.networks import QNetwork, arch_for_obs_shape, make_torso
 from envs import Preset, get_preset, is_minatar, make_vector_env, safe_name
 
@@ -353,24 +354,26 @@ class PeerRun:
                 "eval_seconds": eval_seconds,
                 "steps_per_s_without_eval": steps / max(seconds - eval_seconds, 1e-9)}
 
-    def final_eval(self) -> dict[str, Any]:
-        """Evaluate the best snapshot like train-experts' _final_eval; write expert-best.pt and eval.json."""
+    def final_eval(self, step: int) -> dict[str, Any]:
+        """Choose between the best snapshot and the last network like train-experts' _final_eval (`final_choice`);
+        write the chosen one as expert-best.pt; return the eval.json content."""
         config, game = self.config, self.game
         assert self.best is not None
-        network = QNetwork(self.arch, self.obs_shape, self.n_actions)
-        network.load_state_dict(self.best["model"])
+        spec = QNetwork(self.arch, self.obs_shape, self.n_actions).spec
+        best = {"network": spec, **self.best}
+        last = {"network": spec, "model": _map_state(self.model.q_net.state_dict()), "step": step}
+        candidates = {"best": best} if best["step"] == step else {"best": best, "last": last}
+        protocol = dataclasses.replace(self.protocol, episodes=config.eval.final_episodes)
+        chosen, results, summary = final_choice(game, candidates, self.action_ids, protocol,
+                                                num_envs=config.eval.num_envs, seed=config.seed + 20_000,
+                                                device=self.device)
         preset = get_preset(config.preset)
         save_checkpoint(self.out / BEST, {"game": game, "preset": preset.to_dict(), "action_ids": self.action_ids,
-                                          "network": network.spec, "model": network.state_dict(), "label": "best",
-                                          "method": METHOD, "eval_score": self.best["eval_score"],
-                                          "step": self.best["step"]}, kind="expert")
-        network = network.to(self.device).eval()
-        protocol = dataclasses.replace(self.protocol, episodes=config.eval.final_episodes)
-        returns = evaluate_policy(lambda obs: network(obs).argmax(-1), self.action_ids, game, protocol,
-                                  num_envs=config.eval.num_envs, seed=config.seed + 20_000, device=self.device)
-        entry = game_result(game, returns, random=random_score(game, protocol), expert_mean=None)
+                                          "network": spec, "model": candidates[chosen]["model"], "label": "best",
+                                          "method": METHOD, "eval_score": results[chosen]["mean"],
+                                          "step": candidates[chosen]["step"]}, kind="expert")
         return {"protocol": protocol.to_dict(), "checkpoint": "sb3", "kind": "expert", "method": METHOD,
-                "seed": config.seed, "games": {game: entry}, "aggregate": {}}
+                "seed": config.seed, "games": {game: results[chosen]}, "aggregate": {}, "final_choice": summary}
 
     def close(self) -> None:
         self.writer.close()
@@ -406,7 +409,7 @@ def run(config: ExpertsConfig, game: str, out: str | Path, *, overwrite: bool = 
         throughput = peer.throughput(step)
         if peer.last_eval_step != step:  # same network and eval seed as a periodic eval at this step: same score
             peer.evaluate(step)
-        result = peer.final_eval()
+        result = peer.final_eval(step)
     finally:
         peer.close()
     sb3_args = {k: v for k, v in kwargs.items() if k != "policy_kwargs"}
@@ -414,12 +417,12 @@ def run(config: ExpertsConfig, game: str, out: str | Path, *, overwrite: bool = 
                                  for k, v in kwargs["policy_kwargs"].items()}
     result["throughput"] = throughput
     result["sb3"] = {"version": sb3_version, "args": sb3_args, "steps": step, "updates": int(peer.model._n_updates),
-                     "best_step": peer.best["step"], "differences": differences(config)}
+                     "differences": differences(config)}
     write_json(root / "eval.json", result)
     entry = result["games"][game]
-    print(f"[{peer.tag}] final eval of the best network (step {peer.best['step']:,}, {len(entry['returns'])} "
-          f"episodes): raw score {entry['mean']:.2f} ± {entry['std']:.2f}; {throughput['steps_per_s']:.0f} steps/s "
-          f"after learning starts; wrote {root / 'eval.json'}", flush=True)
+    print(f"[{peer.tag}] final eval ({len(entry['returns'])} episodes, raw score): "
+          f"{describe_choice(result['final_choice'])}: {entry['mean']:.2f} ± {entry['std']:.2f}; "
+          f"{throughput['steps_per_s']:.0f} steps/s after learning starts; wrote {root / 'eval.json'}", flush=True)
     return result
 
 

@@ -17,6 +17,8 @@ import torch
 
 from actormimic.checkpoint import load_checkpoint, save_checkpoint
 from actormimic.cli import main
+from actormimic.config import ExpertsConfig, load_config
+from actormimic.evaluation import get_protocol
 from actormimic.reports import read_eval_curves
 from actormimic.train_experts import _init_torso
 from agents.networks import QNetwork
@@ -59,7 +61,52 @@ def test_train_experts_writes_checkpoints_eval_and_tensorboard(experts: Path) ->
         assert result["protocol"]["name"] == "minatar" and result["kind"] == "expert"
         assert len(entry["returns"]) == 30 and entry["expert_normalized"] == 1.0
         assert game in read_eval_curves(folder)
+        # expert-best.pt is the final evaluation's choice between the best periodic network and the last one
+        choice = result["final_choice"]
+        means = {name: c["mean"] for name, c in choice["candidates"].items()}
+        assert choice["chosen"] == max(means, key=means.get) and entry["mean"] == means[choice["chosen"]]
+        assert best["step"] == choice["candidates"][choice["chosen"]]["step"]
+        if choice["chosen"] == "last":
+            assert all(torch.equal(best["model"][k], v) for k, v in last["model"].items())
     assert (experts / "config.yaml").exists()
+
+
+@pytest.mark.parametrize(("last_step", "last_action", "kept"), [(900, 2, "last"), (900, 0, "best"), (500, 2, "best")])
+def test_final_eval_keeps_the_higher_scoring_of_best_and_last(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              last_step: int, last_action: int, kept: str) -> None:
+    """Both networks are scored with the same episodes and seed and the better one ends up in expert-best.pt; a
+    last network that is the best periodic one (same step) is scored once."""
+    import actormimic.train_experts as train_experts
+
+    config = load_config(ExpertsConfig, SMOKE, ["eval.final_episodes=4"])
+    network = QNetwork("minatar", (4, 10, 10), 3)
+    torch.nn.init.zeros_(network.head.weight)
+
+    def checkpoint(greedy_action: int, step: int) -> dict:  # a network that always picks `greedy_action`
+        network.head.bias.data = torch.nn.functional.one_hot(torch.tensor(greedy_action), 3).float()
+        return {"game": "MinAtar/Breakout", "preset": {"name": "minatar"}, "action_ids": [0, 1, 3],
+                "network": network.spec, "model": {k: v.clone() for k, v in network.state_dict().items()}, "step": step}
+
+    save_checkpoint(tmp_path / "expert-best.pt", {**checkpoint(1, 500), "label": "best", "eval_score": 1.0},
+                    kind="expert")
+    calls = []
+
+    def fake_evaluate(policy, action_ids, game, protocol, *, num_envs, seed, device):  # score = the greedy action
+        calls.append((protocol.episodes, seed))
+        return [float(policy(torch.zeros((1, 4, 10, 10), dtype=torch.uint8))[0])] * protocol.episodes
+
+    monkeypatch.setattr(train_experts, "evaluate_policy", fake_evaluate)
+    protocol = get_protocol("minatar", "MinAtar/Breakout")
+    result = train_experts._final_eval("MinAtar/Breakout", tmp_path, protocol, config, torch.device("cpu"),
+                                       checkpoint(last_action, last_step))
+    assert result["final_choice"]["chosen"] == kept
+    assert len(calls) == (2 if last_step != 500 else 1) and len(set(calls)) == 1 and calls[0][0] == 4
+    best = load_checkpoint(tmp_path / "expert-best.pt", kind="expert")
+    kept_action = last_action if kept == "last" else 1
+    assert best["label"] == "best" and best["step"] == (last_step if kept == "last" else 500)
+    assert int(best["model"]["head.bias"].argmax()) == kept_action
+    saved = json.loads((tmp_path / "eval.json").read_text())
+    assert saved["games"]["MinAtar/Breakout"]["mean"] == kept_action and saved["protocol"]["episodes"] == 4
 
 
 @pytest.mark.parametrize(("loss", "variant"), [

@@ -59,6 +59,9 @@ def test_smoke_run_writes_eval_json_and_tb(tmp_path: Path) -> None:
     # one periodic eval at step 400; the end-of-training eval at the same step is not repeated
     steps, scores = read_eval_curves(out)["MinAtar-Breakout"]
     assert steps.tolist() == [400] and np.isfinite(scores).all()
+    # ... so the last network is the best periodic one and the final evaluation scores it alone
+    assert saved["final_choice"]["chosen"] == "best" and list(saved["final_choice"]["candidates"]) == ["best"]
+    assert saved["final_choice"]["candidates"]["best"]["step"] == 400
     assert (out / "expert-best.pt").is_file() and (out / "config.yaml").is_file()
     table = score_table(load_runs([out]), n_boot=50)
     assert list(table["methods"]) == ["sb3-dqn"]

@@ -1,0 +1,42 @@
+"""Summarize run.sh's evaluations: for final evaluations of n episodes (disjoint n-episode slices of the seed-101
+pool), how often the last network is kept, and the reference score (seed 777) of the kept network on average."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("folder")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    returns: dict[str, dict[tuple[str, int], np.ndarray]] = defaultdict(dict)
+    for file in sorted(Path(args.folder).glob("*.json")):
+        tag, checkpoint, seed = file.stem.split("__")
+        (entry,) = json.loads(file.read_text())["games"].values()
+        returns[tag][(checkpoint, int(seed))] = np.array(entry["returns"], float)
+    rows = []
+    print("| run | reference: best periodic | reference: last | n | P(last kept) | reference of the kept one |")
+    print("|---|---|---|---|---|---|")
+    for tag, r in returns.items():
+        best, last = r[("expert-best", 777)].mean(), r[("expert", 777)].mean()
+        pool_best, pool_last = r[("expert-best", 101)], r[("expert", 101)]
+        for n in (10, 30, 100):
+            slices = range(len(pool_best) // n)
+            keep_last = [pool_last[i * n:(i + 1) * n].mean() > pool_best[i * n:(i + 1) * n].mean() for i in slices]
+            kept = float(np.mean([last if k else best for k in keep_last]))
+            rows.append({"run": tag, "best": best, "last": last, "episodes": n, "p_last": float(np.mean(keep_last)),
+                         "kept": kept})
+            print(f"| {tag} | {best:.2f} | {last:.2f} | {n} | {np.mean(keep_last):.2f} | {kept:.2f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
