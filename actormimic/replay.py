@@ -259,8 +259,9 @@ class ReplayBuffer:
         oldest = (t - self.rows + 1).clamp_min(0)
         lo, hi_next = oldest + self.stack - 1, t - self.n_step + 1
         band = torch.cat([oldest + self._back, t - self._ahead[1:].flip(0)])
-        first = self._row_cum[lo % self.rows]
-        bulk = torch.where(hi_next > lo, self._row_cum[hi_next % self.rows] - first, 0)
+        # torch.take, not [], with a 0-dim index: indexing would read the index on the host (no capture)
+        first = self._row_cum.take(lo % self.rows)
+        bulk = torch.where(hi_next > lo, self._row_cum.take(hi_next % self.rows) - first, 0)
         keep = torch.cat([torch.ones_like(self._back, dtype=torch.bool), band[self.stack - 1:] >= lo])
         cum = (self._sampleable(band[:, None], self._env_ids, oldest) & keep[:, None]).flatten().cumsum(0)
         return first, bulk, band, cum, bulk + (cum[-1] if cum.numel() else 0)

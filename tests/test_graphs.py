@@ -1,18 +1,33 @@
-"""CUDA-graphed updates must equal eager ones (GPU tests skip without CUDA; the eager path runs everywhere)."""
+"""CUDA-graphed updates must equal eager ones (GPU tests skip without CUDA; the eager path runs everywhere).
+
+Without a GPU, `NoHostSync` still checks on the CPU that the code captured on CUDA (replay draw, DQN and
+student updates, acting and payload forwards) never reads device data on the host, which would break capture.
+"""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
+
+from actormimic import cc
 
 from actormimic.replay import ReplayBuffer
 from agents.amn import ActorMimicLearner, Student
 from agents.dqn import DQN
-from agents.graphs import GraphedStep, _stack_scalars, graphed_forward
+from agents.graphs import WARMUP_STEPS, GraphedStep, _stack_scalars, graphed_forward
 from agents.networks import QNetwork, set_precision
 from tests.test_replay import ATARI, MINATAR, PAYLOAD, Driver, FakeVecEnv
+
+aten = torch.ops.aten
+_SYNCING = {aten._local_scalar_dense, aten.nonzero, aten.argwhere, aten.masked_select, aten._unique2,
+            aten.unique_dim, aten.unique_consecutive, aten.equal, aten.is_nonzero}
+_INDEXING = {aten.index, aten.index_put, aten.index_put_, aten._index_put_impl_}
+_FROM_HOST = {aten.lift_fresh, aten.lift_fresh_copy}
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -38,6 +53,131 @@ def _assert_same_training(initial: torch.nn.Module, eager: torch.nn.Module, grap
     moved = sum(float((e - i.to(e.device)).pow(2).sum()) for i, e, _ in trio) ** 0.5
     differ = sum(float((g - e).pow(2).sum()) for _, e, g in trio) ** 0.5
     assert moved > 0 and differ <= 1e-3 * moved, (differ, moved)
+
+
+class NoHostSync(TorchDispatchMode):
+    """Fails on the ops that cannot be captured in a CUDA graph because they read device data on the host or give
+    a data-dependent shape (tensor.item() / bool() / int(), indexing with a 0-dim tensor, nonzero, boolean-mask
+    indexing, unique, torch.equal), because they copy host data into a new tensor (torch.tensor(...)), or because
+    they draw from a generator of their own (a graph draws only from the registered default one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checked = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        self.checked += 1
+        masks = [i for i in (args[1] or []) if i is not None] if func.overloadpacket in _INDEXING else []
+        if func.overloadpacket in _SYNCING or any(i.dtype == torch.bool for i in masks):
+            raise AssertionError(f"{func} reads device data on the host: it cannot be captured in a CUDA graph")
+        if func.overloadpacket in _FROM_HOST:
+            raise AssertionError(f"{func} copies host data: it cannot be captured in a CUDA graph")
+        if (kwargs or {}).get("generator") is not None:
+            raise AssertionError(f"{func} draws from its own generator: it cannot be captured in a CUDA graph")
+        return func(*args, **(kwargs or {}))
+
+
+def unchecked(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn` run outside NoHostSync (torch's CPU Adam reads its step count; its CUDA form is capturable)."""
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with _disable_current_modes():
+            return fn(*args, **kwargs)
+    return run
+
+
+@pytest.fixture
+def capture_checked(monkeypatch: pytest.MonkeyPatch) -> list[NoHostSync]:
+    """As on CUDA, every GraphedStep runs its first WARMUP_STEPS calls eagerly and then captures its step: run
+    the later calls' steps under NoHostSync, also without CUDA (the list gets one mode per checked call)."""
+    modes: list[NoHostSync] = []
+    calls: dict[int, int] = {}
+
+    def call(self: GraphedStep, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        self.zero_grad()
+        calls[id(self)] = calls.get(id(self), 0) + 1
+        if calls[id(self)] <= WARMUP_STEPS:
+            return self.step(inputs)
+        with NoHostSync() as mode:
+            modes.append(mode)
+            return self.step(inputs)
+
+    monkeypatch.setattr(GraphedStep, "__call__", call)
+    monkeypatch.setattr(cc, "_SHORTEN_ON_CPU", False)  # the CC normalizer's fixed-length accelerator loop
+    return modes
+
+
+def test_no_host_sync_catches_host_reads() -> None:
+    x, i = torch.randn(4), torch.tensor(2)
+    reads = (lambda: x.sum().item(), lambda: bool(x.sum() > 0), lambda: x[x > 0], lambda: x.nonzero(),
+             lambda: x[i], lambda: torch.tensor([1.0, 2.0]), lambda: torch.rand(2, generator=torch.Generator()))
+    for read in reads:
+        with pytest.raises(AssertionError, match="cannot be captured"), NoHostSync():
+            read()
+    with NoHostSync() as mode:
+        torch.where(x > 0, x, 0.0).sum() + x.take(i)
+    assert mode.checked >= 4
+
+
+@pytest.mark.parametrize("shape", [ATARI, MINATAR], ids=["atari", "minatar"])
+def test_replay_draw_can_be_captured(shape: tuple, capture_checked: list[NoHostSync]) -> None:
+    """While the ring fills and wraps."""
+    frame_shape, stack = shape
+    buf = ReplayBuffer(12 * 3, 3, frame_shape, stack, "cpu", n_step=3, gamma=0.9, payload_shape=(PAYLOAD,))
+    driver = Driver(FakeVecEnv(3, frame_shape, stack, seed=0, max_len=5), buf, seed=0)
+    driver.reset()
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(30):
+        driver.run(1)
+        buf.sample(8, generator)
+    assert len(capture_checked) == 30 - WARMUP_STEPS and all(mode.checked > 50 for mode in capture_checked)
+
+
+@pytest.mark.parametrize(("arch", "target_update", "precision"), [
+    ("minatar", "hard", "fp32"), ("minatar", "polyak", "fp32"), ("nature", "hard", "fp32"), ("nature", "hard", "bf16")])
+def test_dqn_update_and_acting_can_be_captured(arch: str, target_update: str, precision: str,
+                                               capture_checked: list[NoHostSync]) -> None:
+    """As on CUDA: two updates in one call, the hard target sync decided on the device, then acting."""
+    obs_shape = (4, 10, 10) if arch == "minatar" else (4, 84, 84)
+    network = QNetwork(arch, obs_shape, 3)
+    set_precision(network, precision)
+    agent = DQN(network, target_update=target_update, target_update_interval=3)
+    agent._sync_on_device = True  # what a CUDA graph uses
+    agent.optimizer.step = unchecked(agent.optimizer.step)
+    gen = torch.Generator().manual_seed(0)
+    batch = {"obs": torch.randint(0, 256, (8, *obs_shape), generator=gen, dtype=torch.uint8),
+             "action": torch.randint(0, 3, (8,), generator=gen), "reward": torch.rand(8, generator=gen),
+             "next_obs": torch.randint(0, 256, (8, *obs_shape), generator=gen, dtype=torch.uint8),
+             "done": (torch.rand(8, generator=gen) < 0.3).float(), "discount": torch.full((8,), 0.99)}
+    for _ in range(WARMUP_STEPS + 2):
+        agent.update(batch, count=2)
+        agent.act(batch["obs"], 0.1, gen)
+    assert len(capture_checked) == 4 and all(mode.checked > 5 for mode in capture_checked)
+
+
+@pytest.mark.parametrize(("loss", "feature_beta"), [("ce", 0.0), ("cc", 0.0), ("kl", 0.0), ("mse", 0.0),
+                                                    ("seed-cc", 0.0), ("cc", 0.01)])
+def test_student_update_and_expert_payloads_can_be_captured(loss: str, feature_beta: float,
+                                                            capture_checked: list[NoHostSync]) -> None:
+    games = {"A": [0, 1, 3], "B": [0, 1, 2, 4]}
+    experts = {g: QNetwork("minatar", (4, 10, 10), len(a)) for g, a in games.items()}
+    payloads = {g: graphed_forward(e, torch.device("cpu"), enabled=True) for g, e in experts.items()}
+    student = Student("minatar", (4, 10, 10), list(games), games,
+                      expert_feature_dims={g: 128 for g in games} if feature_beta else None)
+    learner = ActorMimicLearner(student, loss=loss, temperature=1.0, temperature_on="teacher", lr=1e-3,
+                                adam_eps=1e-8, max_grad_norm=10.0, feature_beta=feature_beta,
+                                expert_features={g: e.features for g, e in experts.items()} if feature_beta else None)
+    learner.optimizer.step = unchecked(learner.optimizer.step)
+    gen = torch.Generator().manual_seed(1)
+
+    class Batch:
+        def __init__(self, game: str) -> None:
+            self.obs = torch.randint(0, 2, (32, 4, 10, 10), generator=gen, dtype=torch.uint8)
+            self.payload = payloads[game](self.obs)
+
+    for step in range(WARMUP_STEPS + 2):
+        learner.update({g: Batch(g) for g in games}, step, count=2)
+    assert learner.first_non_finite() is None
+    assert len(capture_checked) == 6 and all(mode.checked > 5 for mode in capture_checked)
 
 
 def test_scalar_outputs_are_stacked_only_when_all_scalars_of_one_dtype() -> None:
