@@ -56,23 +56,26 @@ def _assert_same_training(initial: torch.nn.Module, eager: torch.nn.Module, grap
 
 
 class NoHostSync(TorchDispatchMode):
-    """Fails on the ops that cannot be captured in a CUDA graph because they read device data on the host or give
-    a data-dependent shape (tensor.item() / bool() / int(), indexing with a 0-dim tensor, nonzero, boolean-mask
-    indexing, unique, torch.equal), because they copy host data into a new tensor (torch.tensor(...)), or because
-    they draw from a generator of their own (a graph draws only from the registered default one)."""
+    """Fails on the ops that read device data on the host or give a data-dependent shape, i.e. that synchronise
+    with a GPU and cannot be captured in a CUDA graph: tensor.item() / bool() / int(), indexing with a 0-dim
+    tensor, nonzero, boolean-mask indexing, unique, torch.equal. With `capture=True` (code that a graph captures)
+    also on copying host data into a new tensor (torch.tensor(...)) and on drawing from a generator of one's own
+    (a graph draws only from the registered default one)."""
 
-    def __init__(self) -> None:
+    def __init__(self, capture: bool = True) -> None:
         super().__init__()
+        self.capture = capture
         self.checked = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
         self.checked += 1
         masks = [i for i in (args[1] or []) if i is not None] if func.overloadpacket in _INDEXING else []
         if func.overloadpacket in _SYNCING or any(i.dtype == torch.bool for i in masks):
-            raise AssertionError(f"{func} reads device data on the host: it cannot be captured in a CUDA graph")
-        if func.overloadpacket in _FROM_HOST:
+            raise AssertionError(f"{func} reads device data on the host: it synchronises with a GPU and cannot be "
+                                 f"captured in a CUDA graph")
+        if self.capture and func.overloadpacket in _FROM_HOST:
             raise AssertionError(f"{func} copies host data: it cannot be captured in a CUDA graph")
-        if (kwargs or {}).get("generator") is not None:
+        if self.capture and (kwargs or {}).get("generator") is not None:
             raise AssertionError(f"{func} draws from its own generator: it cannot be captured in a CUDA graph")
         return func(*args, **(kwargs or {}))
 
@@ -113,6 +116,8 @@ def test_no_host_sync_catches_host_reads() -> None:
     for read in reads:
         with pytest.raises(AssertionError, match="cannot be captured"), NoHostSync():
             read()
+    with NoHostSync(capture=False):  # allowed outside captured code
+        torch.tensor([1.0, 2.0]) + torch.rand(2, generator=torch.Generator())
     with NoHostSync() as mode:
         torch.where(x > 0, x, 0.0).sum() + x.take(i)
     assert mode.checked >= 4

@@ -144,6 +144,38 @@ def test_distill_and_evaluate_a_student(experts: Path, tmp_path: Path, loss: str
     assert all(torch.equal(q_net.torso.state_dict()[k], v) for k, v in torso.items())
 
 
+def test_training_loops_synchronise_only_to_fetch_actions(experts: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per step, nothing reads device data on the host except the action fetch (`.cpu()` in send_all, no op on
+    a CPU tensor): checked on the CPU by NoHostSync over whole expert and distillation runs, with the
+    evaluations, checkpoints (with their non-finite-loss check) and the progress line (all periodic) exempted,
+    and torch's CPU Adam, whose CUDA form does not synchronise."""
+    import actormimic.distill as distill
+    import actormimic.train_experts as train_experts
+    from actormimic import cc
+    from actormimic.runtime import Monitor
+    from agents.amn import ActorMimicLearner
+    from tests.test_graphs import NoHostSync, unchecked
+
+    for owner, name in [(train_experts, "evaluate_policy"), (train_experts, "save_checkpoint"),
+                        (distill, "evaluate_policy"), (distill, "evaluate_with_fidelity"),
+                        (distill, "save_checkpoint"), (ActorMimicLearner, "first_non_finite"),
+                        (torch.optim.Adam, "step")]:
+        monkeypatch.setattr(owner, name, unchecked(getattr(owner, name)))
+    monkeypatch.setattr(Monitor, "due", lambda self: False)  # TensorBoard scalars and the progress line
+    monkeypatch.setattr(cc, "_SHORTEN_ON_CPU", False)
+    quick = ["--set", "cpu_threads=1", "--set", "eval.interval=600",
+             "--set", "checkpoint_interval=600"]
+    with NoHostSync(capture=False) as mode:
+        assert main(["train-experts", "--config", SMOKE, "--games", "MinAtar/Breakout", "--steps", "1200",
+                     "--set", "learning_starts=400", "--set", "eval.final_episodes=2", *quick,
+                     "--out", str(tmp_path / "experts")]) == 0
+        assert main(["distill", "--games", "MinAtar/Breakout", "MinAtar/SpaceInvaders", "--experts", str(experts),
+                     "--loss", "cc", *TINY_DISTILL, *quick,
+                     "--out", str(tmp_path / "student")]) == 0
+    assert mode.checked > 10_000
+
+
 def test_final_episodes_zero_skips_every_evaluation(experts: Path, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     no_eval = ["--set", "eval.interval=0", "--set", "eval.final_episodes=0"]
