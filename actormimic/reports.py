@@ -10,6 +10,9 @@ A run folder holds one or more ``eval.json`` files (found recursively) with the 
                       "human_normalized_nature": h | null, "expert_normalized": e | null}},
      "aggregate": {...}}
 
+An expert's eval.json also has "final_choice": {"chosen": "best" | "last", "episodes": n, "candidates":
+{NAME: {"step", "mean", "ci95"}}} (train_experts.final_choice); the tables read only "games".
+
 Tables group runs by ``method``; the runs of one method with the same ``seed`` are merged (an
 expert folder has one eval.json per game), so each (method, seed) pair is one run of the
 stratified bootstrap. A table never mixes evaluation protocols.

@@ -13,7 +13,7 @@ import dataclasses
 import multiprocessing
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -216,7 +216,7 @@ def describe_choice(summary: Mapping[str, Any]) -> str:
     return f"{scores}; kept the {summary['chosen']} one"
 
 
-def _greedy(network: QNetwork) -> Any:
+def _greedy(network: QNetwork) -> Callable[[torch.Tensor], torch.Tensor]:
     """The greedy policy of a Q-network (action indices of a uint8 observation batch)."""
     return lambda obs: network(obs).argmax(-1)
 
