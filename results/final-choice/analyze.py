@@ -13,11 +13,11 @@ import numpy as np
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("folder")
+    parser.add_argument("folders", nargs="+", help="OUT folders of run.sh")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     returns: dict[str, dict[tuple[str, int], np.ndarray]] = defaultdict(dict)
-    for file in sorted(Path(args.folder).glob("*.json")):
+    for file in sorted(f for folder in args.folders for f in Path(folder).glob("*.json")):
         tag, checkpoint, seed = file.stem.split("__")
         (entry,) = json.loads(file.read_text())["games"].values()
         returns[tag][(checkpoint, int(seed))] = np.array(entry["returns"], float)
@@ -27,7 +27,7 @@ def main() -> None:
     for tag, r in returns.items():
         best, last = r[("expert-best", 777)].mean(), r[("expert", 777)].mean()
         pool_best, pool_last = r[("expert-best", 101)], r[("expert", 101)]
-        for n in (10, 30, 100):
+        for n in (n for n in (10, 30, 100) if n <= len(pool_best)):
             slices = range(len(pool_best) // n)
             keep_last = [pool_last[i * n:(i + 1) * n].mean() > pool_best[i * n:(i + 1) * n].mean() for i in slices]
             kept = float(np.mean([last if k else best for k in keep_last]))
