@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import sys
 from typing import Any
+from unittest.mock import patch
 
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -41,6 +42,7 @@ class OpCounter(TorchDispatchMode):
 
 
 def main(argv: list[str]) -> None:
+    """Run `actormimic ARGV` counting ops; print the per-iteration count and its breakdown."""
     counter, snapshots = OpCounter(), []
 
     def captured(self: GraphedStep, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -63,10 +65,11 @@ def main(argv: list[str]) -> None:
         snapshots.append(counter.ops.copy())
         send_all(*args)
 
-    GraphedStep.__call__ = captured
-    actormimic.train_experts.send_all = actormimic.distill.send_all = counted_send_all
-    with counter:
-        cli(argv)
+    with (patch.object(GraphedStep, "__call__", captured),
+          patch.object(actormimic.train_experts, "send_all", counted_send_all),
+          patch.object(actormimic.distill, "send_all", counted_send_all), counter):
+        if cli(argv):
+            raise SystemExit(f"the command failed: actormimic {' '.join(argv)}")
     if len(snapshots) <= WINDOW:
         raise SystemExit(f"only {len(snapshots)} loop iterations ran; run more steps")
     per_iteration = sorted(sum((b - a).values()) for a, b in zip(snapshots[-WINDOW - 1:], snapshots[-WINDOW:]))

@@ -176,6 +176,23 @@ def test_training_loops_synchronise_only_to_fetch_actions(experts: Path, tmp_pat
     assert mode.checked > 10_000
 
 
+def test_count_launches_script(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Ops per loop iteration outside captured steps: the update and the draw count as graph replays."""
+    from agents.graphs import GraphedStep
+
+    call = GraphedStep.__call__
+    load_script("count_launches").main(["train-experts", "--config", SMOKE, "--steps", "1200", "--set",
+                                        "learning_starts=400", "--set", "eval.interval=0", "--set",
+                                        "eval.final_episodes=0", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    head, _, rest = out[out.index("ops per loop iteration"):].partition("\n")
+    total = int(head.rsplit(":", 1)[1])
+    breakdown = {line.split(maxsplit=1)[1]: float(line.split()[0]) for line in rest.splitlines()}
+    # acting (1 replay), one draw and one update call: 3 graph replays per iteration (4 envs, 1 update per 4 steps)
+    assert breakdown["<graph replay>"] == 3.0 and 20 < total < 150
+    assert GraphedStep.__call__ is call  # the patches are undone
+
+
 def test_final_episodes_zero_skips_every_evaluation(experts: Path, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     no_eval = ["--set", "eval.interval=0", "--set", "eval.final_episodes=0"]
