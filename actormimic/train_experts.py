@@ -13,7 +13,7 @@ import dataclasses
 import multiprocessing
 import os
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
 import torch
@@ -122,7 +122,7 @@ def train_one_game(config: ExpertsConfig, game: str, folder: Path, gpu: int | No
         save_checkpoint(path, {**meta, "label": label, "model": q_net.state_dict(), **extra}, kind="expert")
 
     def evaluate() -> float:
-        returns = evaluate_policy(lambda obs: q_net(obs).argmax(-1), env.action_ids, game, protocol,
+        returns = evaluate_policy(_greedy(q_net), env.action_ids, game, protocol,
                                   num_envs=config.eval.num_envs, seed=config.seed + 10_000, device=device)
         score = float(np.mean(returns))
         monitor.scalars({f"eval/{safe_name(game)}/score": score}, counters["step"])
@@ -185,29 +185,39 @@ def train_one_game(config: ExpertsConfig, game: str, folder: Path, gpu: int | No
         monitor.close()
 
 
-def final_choice(game: str, candidates: Mapping[str, Mapping[str, Any]], action_ids: list[int], protocol: Protocol,
-                 *, num_envs: int, seed: int, device: torch.device
-                 ) -> tuple[str, dict[str, dict[str, Any]], dict[str, Any]]:
-    """Score each candidate network (a checkpoint-like mapping with "network", "model" and "step") under the final
-    evaluation's protocol with the same seed (the same env streams); returns the name of the highest-scoring one
-    (the first on a tie), every candidate's eval.json entry, and a summary of the choice for eval.json.
+class FinalChoice(NamedTuple):
+    """The network the final evaluation kept, its eval.json entry, the protocol it ran and the summary of the choice."""
+
+    kept: Mapping[str, Any]
+    entry: dict[str, Any]
+    protocol: Protocol
+    summary: dict[str, Any]
+
+
+def final_choice(game: str, best: Mapping[str, Any], last: Mapping[str, Any], action_ids: list[int],
+                 protocol: Protocol, config: ExpertsConfig, device: torch.device) -> FinalChoice:
+    """Score the best periodic-evaluation network and the last one (checkpoint-like mappings with "network",
+    "model" and "step"; the last is skipped when it is the best, same step) with the final evaluation's episodes
+    and seed, the same env streams for both; keep the higher-scoring (the best on a tie).
 
     The best periodic evaluation is a noisy pick (few episodes, the maximum over many evaluations): in 21 runs
     (19 MinAtar, 2 Pong) whose best and last networks differed, the last one was better in 7 and far worse in
     others (README, "The best network")."""
+    candidates = {"best": best} if best["step"] == last["step"] else {"best": best, "last": last}
+    protocol = dataclasses.replace(protocol, episodes=config.eval.final_episodes)
     random = random_score(game, protocol)
     results = {}
     for name, candidate in candidates.items():
         network = QNetwork(**candidate["network"]).to(device).eval()
         network.load_state_dict(candidate["model"])
-        returns = evaluate_policy(_greedy(network), action_ids, game, protocol, num_envs=num_envs, seed=seed,
-                                  device=device)
+        returns = evaluate_policy(_greedy(network), action_ids, game, protocol, num_envs=config.eval.num_envs,
+                                  seed=config.seed + 20_000, device=device)
         results[name] = game_result(game, returns, random=random, expert_mean=None)
     chosen = max(results, key=lambda name: results[name]["mean"])
     summary = {"chosen": chosen, "episodes": protocol.episodes,
                "candidates": {name: {"step": candidates[name]["step"], "mean": result["mean"], "ci95": result["ci95"]}
                               for name, result in results.items()}}
-    return chosen, results, summary
+    return FinalChoice(candidates[chosen], results[chosen], protocol, summary)
 
 
 def describe_choice(summary: Mapping[str, Any]) -> str:
@@ -224,23 +234,22 @@ def _greedy(network: QNetwork) -> Callable[[torch.Tensor], torch.Tensor]:
 
 def _final_eval(game: str, folder: Path, protocol: Protocol, config: ExpertsConfig, device: torch.device,
                 last: dict[str, Any]) -> dict[str, Any]:
-    """Score the best periodic-evaluation network and, when it differs, the last one (`last`, a checkpoint without
-    its label) with the final evaluation; keep the higher-scoring one as expert-best.pt; write eval.json."""
+    """`final_choice` between expert-best.pt and the last network (`last`, a checkpoint without its label); the
+    kept one becomes expert-best.pt; writes eval.json."""
     best = load_checkpoint(folder / BEST, kind="expert")
-    candidates = {"best": best} if best["step"] == last["step"] else {"best": best, "last": last}
-    protocol = dataclasses.replace(protocol, episodes=config.eval.final_episodes)
-    chosen, results, summary = final_choice(game, candidates, best["action_ids"], protocol,
-                                            num_envs=config.eval.num_envs, seed=config.seed + 20_000, device=device)
-    if chosen == "last":
-        save_checkpoint(folder / BEST, {**last, "label": "best", "eval_score": results[chosen]["mean"]}, kind="expert")
-    entry = results[chosen]
+    choice = final_choice(game, best, last, best["action_ids"], protocol, config, device)
+    entry = choice.entry
+    if choice.kept is last:
+        save_checkpoint(folder / BEST, {**last, "label": "best", "eval_score": entry["mean"]}, kind="expert")
     entry["expert_mean"] = entry["mean"]
     entry["expert_normalized"] = 1.0
-    result = {"protocol": protocol.to_dict(), "checkpoint": str(folder / BEST), "kind": "expert", "method": "expert",
-              "seed": config.seed, "games": {game: entry}, "aggregate": {}, "final_choice": summary}
+    result = {"protocol": choice.protocol.to_dict(), "checkpoint": str(folder / BEST), "kind": "expert",
+              "method": "expert", "seed": config.seed, "games": {game: entry}, "aggregate": {},
+              "final_choice": choice.summary}
     write_json(folder / "eval.json", result)
-    print(f"[{safe_name(game)}] final eval ({protocol.name}, {protocol.episodes} episodes, raw score): "
-          f"{describe_choice(summary)} as {folder / BEST}: {entry['mean']:.2f} ± {entry['std']:.2f}", flush=True)
+    print(f"[{safe_name(game)}] final eval ({protocol.name}, {choice.protocol.episodes} episodes, raw score): "
+          f"{describe_choice(choice.summary)} as {folder / BEST}: {entry['mean']:.2f} ± {entry['std']:.2f}",
+          flush=True)
     return result
 
 

@@ -355,25 +355,21 @@ class PeerRun:
                 "steps_per_s_without_eval": steps / max(seconds - eval_seconds, 1e-9)}
 
     def final_eval(self, step: int) -> dict[str, Any]:
-        """Choose between the best snapshot and the last network like train-experts' _final_eval (`final_choice`);
-        write the chosen one as expert-best.pt; return the eval.json content."""
+        """`final_choice` between the best snapshot and the last network, as train-experts makes it; write the kept
+        one as expert-best.pt; return the eval.json content."""
         config, game = self.config, self.game
         assert self.best is not None
         spec = QNetwork(self.arch, self.obs_shape, self.n_actions).spec
         best = {"network": spec, **self.best}
         last = {"network": spec, "model": _map_state(self.model.q_net.state_dict()), "step": step}
-        candidates = {"best": best} if best["step"] == step else {"best": best, "last": last}
-        protocol = dataclasses.replace(self.protocol, episodes=config.eval.final_episodes)
-        chosen, results, summary = final_choice(game, candidates, self.action_ids, protocol,
-                                                num_envs=config.eval.num_envs, seed=config.seed + 20_000,
-                                                device=self.device)
+        choice = final_choice(game, best, last, self.action_ids, self.protocol, config, self.device)
         preset = get_preset(config.preset)
         save_checkpoint(self.out / BEST, {"game": game, "preset": preset.to_dict(), "action_ids": self.action_ids,
-                                          "network": spec, "model": candidates[chosen]["model"], "label": "best",
-                                          "method": METHOD, "eval_score": results[chosen]["mean"],
-                                          "step": candidates[chosen]["step"]}, kind="expert")
-        return {"protocol": protocol.to_dict(), "checkpoint": "sb3", "kind": "expert", "method": METHOD,
-                "seed": config.seed, "games": {game: results[chosen]}, "aggregate": {}, "final_choice": summary}
+                                          "network": spec, "model": choice.kept["model"], "label": "best",
+                                          "method": METHOD, "eval_score": choice.entry["mean"],
+                                          "step": choice.kept["step"]}, kind="expert")
+        return {"protocol": choice.protocol.to_dict(), "checkpoint": "sb3", "kind": "expert", "method": METHOD,
+                "seed": config.seed, "games": {game: choice.entry}, "aggregate": {}, "final_choice": choice.summary}
 
     def close(self) -> None:
         self.writer.close()
