@@ -54,8 +54,9 @@ class EvalConfig:
     interval: int = option(250_000, "agent steps per game between evaluations (0: only at the end)", min=0)
     episodes: int = option(10, "full-game episodes per periodic evaluation", min=1)
     final_episodes: int = option(30, "episodes of the final evaluation written to eval.json; an expert's scores "
-                                 "its best periodic and its last network and keeps the better as expert-best.pt "
-                                 "(0: none; score the checkpoint later with `actormimic evaluate`)", min=0)
+                                 "its best periodic and its last network, keeps the better as expert-best.pt and "
+                                 "reports its score on as many fresh episodes (0: none; score the checkpoint later "
+                                 "with `actormimic evaluate`)", min=0)
     num_envs: int = option(8, "parallel evaluation envs", min=1)
     protocol: str = option("auto", "evaluation protocol (auto: nature for ALE, minatar for MinAtar)",
                            choices=("auto", "nature", "machado", "minatar"))

@@ -10,8 +10,10 @@ A run folder holds one or more ``eval.json`` files (found recursively) with the 
                       "human_normalized_nature": h | null, "expert_normalized": e | null}},
      "aggregate": {...}}
 
-An expert's eval.json also has "final_choice": {"chosen": "best" | "last", "episodes": n, "candidates":
-{NAME: {"step", "mean", "ci95"}}} (train_experts.final_choice); the tables read only "games".
+An expert's eval.json also has "final_choice": {"chosen": "best" | "last", "episodes": n, "selection_seed": s,
+"report_seed": s', "candidates": {NAME: {"step", "mean", "ci95"}}} (train_experts.final_choice): the candidates'
+selection scores; "games" holds the kept network's score on the report seed's episodes (fresh ones when there
+were two candidates). The tables read only "games".
 
 Tables group runs by ``method``; the runs of one method with the same ``seed`` are merged (an
 expert folder has one eval.json per game), so each (method, seed) pair is one run of the

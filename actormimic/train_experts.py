@@ -202,29 +202,37 @@ def final_choice(game: str, best: Mapping[str, Any], last: Mapping[str, Any], ac
 
     The best periodic evaluation is a noisy pick (few episodes, the maximum over many evaluations): in 21 runs
     (19 MinAtar, 2 Pong) whose best and last networks differed, the last one was better in 7 and far worse in
-    others (README, "The best network")."""
+    others (README, "The best network"). The higher of two noisy means overstates the kept network's score, so
+    after a choice between two networks the kept one is scored again on fresh episodes (another seed), and that
+    is its reported entry; the selection scores stay in the summary."""
     candidates = {"best": best} if best["step"] == last["step"] else {"best": best, "last": last}
     protocol = dataclasses.replace(protocol, episodes=config.eval.final_episodes)
     random = random_score(game, protocol)
-    results = {}
-    for name, candidate in candidates.items():
+
+    def score(candidate: Mapping[str, Any], seed: int) -> dict[str, Any]:
         network = QNetwork(**candidate["network"]).to(device).eval()
         network.load_state_dict(candidate["model"])
         returns = evaluate_policy(_greedy(network), action_ids, game, protocol, num_envs=config.eval.num_envs,
-                                  seed=config.seed + 20_000, device=device)
-        results[name] = game_result(game, returns, random=random, expert_mean=None)
+                                  seed=seed, device=device)
+        return game_result(game, returns, random=random, expert_mean=None)
+
+    selection_seed, report_seed = config.seed + 20_000, config.seed + 30_000
+    results = {name: score(candidate, selection_seed) for name, candidate in candidates.items()}
     chosen = max(results, key=lambda name: results[name]["mean"])
-    summary = {"chosen": chosen, "episodes": protocol.episodes,
+    entry = score(candidates[chosen], report_seed) if len(candidates) > 1 else results[chosen]
+    summary = {"chosen": chosen, "episodes": protocol.episodes, "selection_seed": selection_seed,
+               "report_seed": report_seed if len(candidates) > 1 else selection_seed,
                "candidates": {name: {"step": candidates[name]["step"], "mean": result["mean"], "ci95": result["ci95"]}
                               for name, result in results.items()}}
-    return FinalChoice(candidates[chosen], results[chosen], protocol, summary)
+    return FinalChoice(candidates[chosen], entry, protocol, summary)
 
 
 def describe_choice(summary: Mapping[str, Any]) -> str:
     """One line of a final_choice summary: each candidate's step and score, and which one was kept."""
     scores = ", ".join(f"{name} network (step {entry['step']:,}) {entry['mean']:.2f}"
                        for name, entry in summary["candidates"].items())
-    return f"{scores}; kept the {summary['chosen']} one"
+    rescored = ", scored again on fresh episodes" if len(summary["candidates"]) > 1 else ""
+    return f"{scores}; kept the {summary['chosen']} one{rescored}"
 
 
 def _greedy(network: QNetwork) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -64,7 +64,11 @@ def test_train_experts_writes_checkpoints_eval_and_tensorboard(experts: Path) ->
         # expert-best.pt is the final evaluation's choice between the best periodic network and the last one
         choice = result["final_choice"]
         means = {name: c["mean"] for name, c in choice["candidates"].items()}
-        assert choice["chosen"] == max(means, key=means.get) and entry["mean"] == means[choice["chosen"]]
+        assert choice["chosen"] == max(means, key=means.get)
+        if len(means) == 1:  # one candidate: its selection episodes are its reported score
+            assert entry["mean"] == means["best"] and choice["report_seed"] == choice["selection_seed"]
+        else:  # two: the kept one is scored again on other episodes
+            assert choice["report_seed"] != choice["selection_seed"]
         assert best["step"] == choice["candidates"][choice["chosen"]]["step"]
         if choice["chosen"] == "last":
             assert all(torch.equal(best["model"][k], v) for k, v in last["model"].items())
@@ -74,8 +78,9 @@ def test_train_experts_writes_checkpoints_eval_and_tensorboard(experts: Path) ->
 @pytest.mark.parametrize(("last_step", "last_action", "kept"), [(900, 2, "last"), (900, 0, "best"), (500, 2, "best")])
 def test_final_eval_keeps_the_higher_scoring_of_best_and_last(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                               last_step: int, last_action: int, kept: str) -> None:
-    """Both networks are scored with the same episodes and seed and the better one ends up in expert-best.pt; a
-    last network that is the best periodic one (same step) is scored once."""
+    """Both networks are scored with the same episodes and seed and the better one ends up in expert-best.pt,
+    scored again on another seed for eval.json; a last network that is the best periodic one (same step) is
+    scored once."""
     import actormimic.train_experts as train_experts
 
     config = load_config(ExpertsConfig, SMOKE, ["eval.final_episodes=4"])
@@ -91,22 +96,29 @@ def test_final_eval_keeps_the_higher_scoring_of_best_and_last(tmp_path: Path, mo
                     kind="expert")
     calls = []
 
-    def fake_evaluate(policy, action_ids, game, protocol, *, num_envs, seed, device):  # score = the greedy action
+    def fake_evaluate(policy, action_ids, game, protocol, *, num_envs, seed, device):
+        """Score = the greedy action, plus 0.5 on any seed but the first one asked for (the selection seed)."""
         calls.append((protocol.episodes, seed))
-        return [float(policy(torch.zeros((1, 4, 10, 10), dtype=torch.uint8))[0])] * protocol.episodes
+        bonus = 0.5 * (seed != calls[0][1])
+        return [float(policy(torch.zeros((1, 4, 10, 10), dtype=torch.uint8))[0]) + bonus] * protocol.episodes
 
     monkeypatch.setattr(train_experts, "evaluate_policy", fake_evaluate)
     protocol = get_protocol("minatar", "MinAtar/Breakout")
     result = train_experts._final_eval("MinAtar/Breakout", tmp_path, protocol, config, torch.device("cpu"),
                                        checkpoint(last_action, last_step))
+    two = last_step != 500
     assert result["final_choice"]["chosen"] == kept
-    assert len(calls) == (2 if last_step != 500 else 1) and len(set(calls)) == 1 and calls[0][0] == 4
+    assert {name: c["mean"] for name, c in result["final_choice"]["candidates"].items()} == (
+        {"best": 1.0, "last": float(last_action)} if two else {"best": 1.0})
+    assert len(calls) == (3 if two else 1) and len(set(calls[:2])) == 1 and all(c[0] == 4 for c in calls)
     best = load_checkpoint(tmp_path / "expert-best.pt", kind="expert")
     kept_action = last_action if kept == "last" else 1
     assert best["label"] == "best" and best["step"] == (last_step if kept == "last" else 500)
     assert int(best["model"]["head.bias"].argmax()) == kept_action
     saved = json.loads((tmp_path / "eval.json").read_text())
-    assert saved["games"]["MinAtar/Breakout"]["mean"] == kept_action and saved["protocol"]["episodes"] == 4
+    assert saved["games"]["MinAtar/Breakout"]["mean"] == kept_action + 0.5 * two and saved["protocol"]["episodes"] == 4
+    if kept == "last":
+        assert best["eval_score"] == saved["games"]["MinAtar/Breakout"]["mean"]
 
 
 @pytest.mark.parametrize(("loss", "variant"), [

@@ -1,5 +1,7 @@
 """Summarize run.sh's evaluations: for final evaluations of n episodes (disjoint n-episode slices of the seed-101
-pool), how often the last network is kept, and the reference score (seed 777) of the kept network on average."""
+pool), how often the last network is kept, the reference score (seed 777) of the kept network on average, and the
+score such a final evaluation would report for it: its own selection score (the higher of the two slice means) or
+a fresh slice of the kept network (the next slice of its pool)."""
 
 from __future__ import annotations
 
@@ -22,18 +24,24 @@ def main() -> None:
         (entry,) = json.loads(file.read_text())["games"].values()
         returns[tag][(checkpoint, int(seed))] = np.array(entry["returns"], float)
     rows = []
-    print("| run | reference: best periodic | reference: last | n | P(last kept) | reference of the kept one |")
-    print("|---|---|---|---|---|---|")
+    print("| run | reference: best periodic | reference: last | n | P(last kept) | reference of the kept one "
+          "| reported: selection score | reported: fresh slice |")
+    print("|---|---|---|---|---|---|---|---|")
     for tag, r in returns.items():
         best, last = r[("expert-best", 777)].mean(), r[("expert", 777)].mean()
         pool_best, pool_last = r[("expert-best", 101)], r[("expert", 101)]
         for n in (n for n in (10, 30, 100) if n <= len(pool_best)):
-            slices = range(len(pool_best) // n)
-            keep_last = [pool_last[i * n:(i + 1) * n].mean() > pool_best[i * n:(i + 1) * n].mean() for i in slices]
+            count = len(pool_best) // n
+            means = {name: [pool[i * n:(i + 1) * n].mean() for i in range(count)]
+                     for name, pool in (("best", pool_best), ("last", pool_last))}
+            keep_last = [means["last"][i] > means["best"][i] for i in range(count)]
             kept = float(np.mean([last if k else best for k in keep_last]))
+            selection = float(np.mean([max(means["best"][i], means["last"][i]) for i in range(count)]))
+            fresh = float(np.mean([means["last" if k else "best"][(i + 1) % count] for i, k in enumerate(keep_last)]))
             rows.append({"run": tag, "best": best, "last": last, "episodes": n, "p_last": float(np.mean(keep_last)),
-                         "kept": kept})
-            print(f"| {tag} | {best:.2f} | {last:.2f} | {n} | {np.mean(keep_last):.2f} | {kept:.2f} |")
+                         "kept": kept, "reported_selection": selection, "reported_fresh": fresh})
+            print(f"| {tag} | {best:.2f} | {last:.2f} | {n} | {np.mean(keep_last):.2f} | {kept:.2f} | {selection:.2f} "
+                  f"| {fresh:.2f} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
 
