@@ -216,12 +216,14 @@ def final_choice(game: str, best: Mapping[str, Any], last: Mapping[str, Any], ac
                                   seed=seed, device=device)
         return game_result(game, returns, random=random, expert_mean=None)
 
-    selection_seed, report_seed = config.seed + 20_000, config.seed + 30_000
+    selection_seed = config.seed + 20_000
     results = {name: score(candidate, selection_seed) for name, candidate in candidates.items()}
     chosen = max(results, key=lambda name: results[name]["mean"])
-    entry = score(candidates[chosen], report_seed) if len(candidates) > 1 else results[chosen]
+    rescore = len(candidates) > 1
+    report_seed = config.seed + 30_000 if rescore else selection_seed
+    entry = score(candidates[chosen], report_seed) if rescore else results[chosen]
     summary = {"chosen": chosen, "episodes": protocol.episodes, "selection_seed": selection_seed,
-               "report_seed": report_seed if len(candidates) > 1 else selection_seed,
+               "report_seed": report_seed,
                "candidates": {name: {"step": candidates[name]["step"], "mean": result["mean"], "ci95": result["ci95"]}
                               for name, result in results.items()}}
     return FinalChoice(candidates[chosen], entry, protocol, summary)
