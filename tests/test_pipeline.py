@@ -282,6 +282,19 @@ def test_evaluation_is_deterministic_for_a_seed(experts: Path, tmp_path: Path) -
     assert runs[0] == runs[1]
 
 
+def test_training_is_repeatable_with_a_fixed_thread_count(tmp_path: Path) -> None:
+    """Same seed and a fixed cpu_threads: the same trained network, bit for bit (README, Configs)."""
+    models = []
+    for name in ("a", "b"):
+        assert main(["train-experts", "--config", SMOKE, "--games", "MinAtar/Breakout", "--steps", "1500",
+                     "--set", "cpu_threads=1", "--set", "eval.interval=0", "--set", "eval.final_episodes=0",
+                     "--out", str(tmp_path / name)]) == 0
+        checkpoint = load_checkpoint(tmp_path / name / "MinAtar-Breakout" / "expert.pt", kind="expert")
+        assert checkpoint["counters"]["updates"] > 100
+        models.append(checkpoint["model"])
+    assert all(torch.equal(models[0][key], models[1][key]) for key in models[0])
+
+
 def test_distill_refuses_missing_and_mismatched_experts(experts: Path, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["distill", "--games", "MinAtar/Asterix", "--experts", str(experts), "--out",
