@@ -4,7 +4,8 @@ Per game the loop is: act (epsilon-greedy, on the device) -> env.send -> gradien
 the env threads step -> env.recv -> replay. Writes OUT/<game>/expert.pt (last state, resumable),
 expert-best.pt, tb/ and eval.json. expert-best.pt holds the network of the best periodic evaluation
 until the end; then that network and the last one are both scored by the final evaluation (same
-episodes and seed) and the higher-scoring of the two is kept (see `final_choice`).
+episodes and seed), the higher-scoring of the two is kept and eval.json reports its score on fresh
+episodes (see `final_choice`).
 """
 
 from __future__ import annotations
@@ -233,7 +234,7 @@ def describe_choice(summary: Mapping[str, Any]) -> str:
     """One line of a final_choice summary: each candidate's step and score, and which one was kept."""
     scores = ", ".join(f"{name} network (step {entry['step']:,}) {entry['mean']:.2f}"
                        for name, entry in summary["candidates"].items())
-    rescored = ", scored again on fresh episodes" if len(summary["candidates"]) > 1 else ""
+    rescored = ", scored again on fresh episodes" if summary["report_seed"] != summary["selection_seed"] else ""
     return f"{scores}; kept the {summary['chosen']} one{rescored}"
 
 
