@@ -25,7 +25,10 @@ def save_checkpoint(path: str | os.PathLike, data: dict[str, Any], kind: str) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {**data, "format_version": FORMAT_VERSION, "kind": kind}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would outlive the rename; give what open() would
         with os.fdopen(fd, "wb") as handle:
             torch.save(payload, handle)
             handle.flush()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from actormimic.config import ConfigError, DistillConfig, ExpertsConfig, QuickstartConfig, load_config
@@ -28,7 +29,9 @@ def _add_run_options(parser: argparse.ArgumentParser, default_out: str) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="training device (default auto)")
     parser.add_argument("--out", default=default_out, metavar="DIR", help=f"run folder (default {default_out})")
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    group.add_argument("--resume", action="store_true",
+                       help="continue the run saved in --out with its own config (OUT/config.yaml); only its "
+                       "length, logging, checkpoint interval, device, threads and final evaluation may change")
     group.add_argument("--overwrite", action="store_true", help="delete a non-empty --out first")
 
 
@@ -45,11 +48,17 @@ def _flag_overrides(args: argparse.Namespace, names: Sequence[str]) -> list[str]
     return overrides
 
 
+def _config_file(args: argparse.Namespace) -> str | None:
+    """--config, or on --resume without it the run's own config.yaml."""
+    saved = Path(args.out) / "config.yaml"
+    return args.config or (str(saved) if args.resume and saved.is_file() else None)
+
+
 def _cmd_train_experts(args: argparse.Namespace) -> None:
     overrides = _flag_overrides(args, ["games", "steps", "seed", "device"])
     if args.init_from:
         overrides.append(f"init_from={args.init_from}")
-    config = load_config(ExpertsConfig, args.config, overrides)
+    config = load_config(ExpertsConfig, _config_file(args), overrides)
     from actormimic.train_experts import train_experts
 
     train_experts(config, args.out, resume=args.resume, overwrite=args.overwrite, parallel=args.parallel)
@@ -57,7 +66,7 @@ def _cmd_train_experts(args: argparse.Namespace) -> None:
 
 def _cmd_distill(args: argparse.Namespace) -> None:
     overrides = _flag_overrides(args, ["games", "steps", "seed", "device", "loss", "temperature"])
-    config = load_config(DistillConfig, args.config, overrides)
+    config = load_config(DistillConfig, _config_file(args), overrides)
     from actormimic.distill import distill
 
     distill(config, args.out, experts=args.experts or [], resume=args.resume, overwrite=args.overwrite)
@@ -128,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--games", nargs="+", metavar="G", help="narrow a student to these games")
     p.add_argument("--protocol", choices=("auto", "nature", "machado", "minatar"), default="auto",
                    help="nature: 30 no-ops, eps 0.05, 18k-frame cap; machado: sticky 0.25, eps 0.01, "
-                   "108k frames; minatar: MinAtar defaults; auto picks nature or minatar")
+                   "108k frames; minatar: MinAtar defaults; auto: minatar for MinAtar, machado for a machado-trained "
+                   "checkpoint, else nature")
     p.add_argument("--episodes", type=int, metavar="N", help="episodes per game (default: the protocol's, 30)")
     p.add_argument("--epsilon", type=float, metavar="E", help="override the protocol's epsilon")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="evaluation seed (results are deterministic)")

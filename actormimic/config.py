@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 import yaml
 
+from envs import get_preset
+
 Device = Literal["auto", "cpu", "cuda"]
 
 
@@ -58,8 +60,8 @@ class EvalConfig:
                                  "reports its score on as many fresh episodes (0: none; score the checkpoint later "
                                  "with `actormimic evaluate`)", min=0)
     num_envs: int = option(8, "parallel evaluation envs", min=1)
-    protocol: str = option("auto", "evaluation protocol (auto: nature for ALE, minatar for MinAtar)",
-                           choices=("auto", "nature", "machado", "minatar"))
+    protocol: str = option("auto", "evaluation protocol (auto: minatar for MinAtar, machado for the machado "
+                           "preset, else nature)", choices=("auto", "nature", "machado", "minatar"))
     epsilon: float = option(-1.0, "evaluation epsilon (-1: the protocol's own)", min=-1.0, max=1.0)
 
 
@@ -104,10 +106,7 @@ class ExpertsConfig:
 
     def check(self) -> None:
         """Cross-field checks."""
-        _require(self.batch_size <= self.replay_capacity, "batch_size", self.batch_size,
-                 f"at most replay_capacity ({self.replay_capacity})")
-        _require(self.replay_capacity >= self.num_envs * (self.n_step + 8), "replay_capacity",
-                 self.replay_capacity, f"at least num_envs * (n_step + 8) = {self.num_envs * (self.n_step + 8)}")
+        _check_replay(self.batch_size, self.replay_capacity, self.num_envs, self.preset, self.n_step)
 
 
 @dataclass
@@ -154,11 +153,12 @@ class DistillConfig:
 
     def check(self) -> None:
         """Cross-field checks."""
-        _require(self.batch_size <= self.replay_capacity * len(self.games), "batch_size", self.batch_size,
-                 "at most the total replay capacity")
         _require(len(self.games) > 0, "games", self.games, "at least one game")
-        for game, weight in self.game_weights.items():
-            _require(game in self.games, f"game_weights.{game}", weight, f"a key from games {self.games}")
+        _check_replay(self.batch_size, self.replay_capacity, self.num_envs, self.preset, 1)  # one game's replay
+        if self.schedule == "mixed":
+            _require(self.batch_size >= len(self.games), "batch_size", self.batch_size,
+                     f"at least one sample per game ({len(self.games)}) with schedule: mixed")
+        for game, weight in self.game_weights.items():  # the keys are matched to the games in distill()
             _require(weight > 0, f"game_weights.{game}", weight, "> 0")
 
 
@@ -203,6 +203,34 @@ def load_config(cls: type, path: str | Path | None = None, overrides: typing.Seq
         return _build(cls, data, "")
     except ConfigError as error:
         raise ConfigError(f"{source}: {error}") from None
+
+
+# what a resumed run may change: its length, its pace of logging and saving, where it runs, the final evaluation
+RESUMABLE = ("steps", "time_limit_minutes", "log_interval", "checkpoint_interval", "device", "cpu_threads",
+             "cuda_graph", "eval.num_envs", "eval.final_episodes")
+
+
+def check_resumed_config(saved: Any, config: Any, source: str | Path) -> None:
+    """ConfigError naming every key outside RESUMABLE where `config` differs from the run's `saved` config."""
+    old, new = _flatten(config_to_dict(saved)), _flatten(config_to_dict(config))
+    changed = [key for key in sorted(old.keys() | new.keys())
+               if key not in RESUMABLE and old.get(key, "<unset>") != new.get(key, "<unset>")]
+    if changed:
+        details = "; ".join(f"{key}: {old.get(key, '<unset>')!r} there, {new.get(key, '<unset>')!r} now"
+                            for key in changed)
+        raise ConfigError(f"--resume continues the run of {source} with its own config, but {details} "
+                          f"(leave out --config to use it; a resume may change only {', '.join(RESUMABLE)})")
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'eval': {'episodes': 5}} -> {'eval.episodes': 5}."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -323,6 +351,22 @@ def _parse_number(text: str) -> Any:
 def _fail(key: str, value: Any, allowed: str) -> typing.NoReturn:
     """Raise the standard message: key, bad value, what is allowed."""
     raise ConfigError(f"key {key}: invalid value {value!r} (allowed: {allowed})")
+
+
+def sampleable_transitions(capacity: int, num_envs: int, stack: int, n_step: int) -> int:
+    """How many transitions a full replay can sample: its rows whose frame stack and n-step window are both
+    complete (actormimic.replay), times the env columns."""
+    return (capacity // num_envs - stack - n_step + 1) * num_envs
+
+
+def _check_replay(batch_size: int, capacity: int, num_envs: int, preset: str, n_step: int) -> None:
+    """A replay of `capacity` over `num_envs` env columns that can hold `batch_size` sampleable transitions."""
+    _require(batch_size <= capacity, "batch_size", batch_size, f"at most replay_capacity ({capacity})")
+    _require(capacity >= num_envs * (n_step + 8), "replay_capacity", capacity,
+             f"at least num_envs * (n_step + 8) = {num_envs * (n_step + 8)}")
+    sampleable = sampleable_transitions(capacity, num_envs, get_preset(preset).frame_stack, n_step)
+    _require(batch_size <= sampleable, "batch_size", batch_size,
+             f"at most {sampleable}, what a full replay of {capacity} over {num_envs} envs can sample")
 
 
 def _require(ok: bool, key: str, value: Any, allowed: str) -> None:

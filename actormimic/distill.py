@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from actormimic.checkpoint import load_checkpoint, save_checkpoint
-from actormimic.config import DistillConfig, config_to_dict
-from actormimic.evaluation import aggregate_games, evaluate_policy, evaluate_with_fidelity, get_protocol, random_score
+from actormimic.config import DistillConfig, check_resumed_config, config_to_dict, load_config
+from actormimic.evaluation import (aggregate_games, evaluate_policy, evaluate_with_fidelity, protocol_for, random_score,
+                                   resolve_checked)
 from actormimic.loop import Every, GameStream, RunClock, UpdateCredit, send_all
 from actormimic.replay import ReplayBuffer
 from actormimic.reports import game_result, markdown_scores_table
@@ -64,7 +65,14 @@ def distill(config: DistillConfig, out: str, *, experts: Sequence[str] = (), res
             overwrite: bool = False) -> dict[str, Any]:
     """Train the student; returns the final evaluation (also written to OUT/eval.json)."""
     games = check_games(config.games, config.preset)
-    config = dataclasses.replace(config, games=games)
+    config = dataclasses.replace(config, games=games, game_weights=resolve_weights(config.game_weights, games))
+    for game in games:
+        protocol_for(config.eval.protocol, game, config.preset)
+    if resume:
+        saved = prepare_run_dir(out, resume=True, overwrite=overwrite, marker=STUDENT)
+        check_resumed_config(load_config(DistillConfig, saved / "config.yaml"), config, saved / "config.yaml")
+        if not experts:  # the experts the run was started with
+            experts = [f"{g}={p}" for g, p in load_checkpoint(saved / STUDENT, kind="student")["experts"].items()]
     paths = expert_paths(games, experts, config.experts)
     device = select_device(config.device, config.cpu_threads)
     preset = get_preset(config.preset)
@@ -136,7 +144,7 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
         if counters["finished"]:
             print(f"student in {folder} already finished; re-evaluating", flush=True)
     shares = batch_shares(config)
-    protocol = {game: get_protocol(config.eval.protocol, game, episodes=config.eval.episodes,
+    protocol = {game: protocol_for(config.eval.protocol, game, config.preset, episodes=config.eval.episodes,
                                    epsilon=config.eval.epsilon) for game in games}
     final_protocol = {g: dataclasses.replace(p, episodes=config.eval.final_episodes or p.episodes)
                       for g, p in protocol.items()}
@@ -201,7 +209,9 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
                                                                                  counters["step"])
     for i, game in enumerate(games):
         streams[game].reset(seed=config.seed + 1000 * i + counters["step"])
-    refill_until = counters["step"] + min(config.learning_starts, config.replay_capacity) if resume else 0
+    # per game, counted in its own replay: in blocks a game's first block starts with an empty replay, and a
+    # resumed run refills every replay (at most a full one) before learning again
+    warm_up = min(config.learning_starts, config.replay_capacity)
     logs: dict[str, torch.Tensor] = {}
     clock = RunClock(config.time_limit_minutes)
     tuner = thread_tuner(device, config.cpu_threads)
@@ -214,8 +224,8 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
                 active = _active_games(config, step)
                 actions = student.act({g: streams[g].obs for g in active}, epsilon, generator)
                 send_all([streams[g] for g in active], [actions[g] for g in active])
-                if step >= max(config.learning_starts, refill_until) and all(
-                        len(streams[g].replay) >= config.batch_size for g in active):
+                if all(streams[g].replay.recorded >= warm_up and len(streams[g].replay) >= config.batch_size
+                       for g in active):
                     clock.learning(step)
                     if tuner is not None:
                         tuner.step(config.num_envs * len(active))
@@ -254,13 +264,27 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
         monitor.close()
 
 
+def resolve_weights(weights: dict[str, float], games: Sequence[str]) -> dict[str, float]:
+    """`game_weights` keyed by the resolved game ids; RunError for a key that is not one of `games`."""
+    resolved = {}
+    for key, weight in weights.items():
+        game = resolve_checked(key)
+        if game not in games:
+            raise RunError(f"game_weights.{key}: not one of the games {list(games)}")
+        resolved[game] = weight
+    return resolved
+
+
 def batch_shares(config: DistillConfig) -> dict[str, int]:
-    """Samples per game in a mixed minibatch (proportional to game_weights; every game gets >= 1)."""
+    """Samples per game in a mixed minibatch of exactly `batch_size`: proportional to game_weights (largest
+    remainders round up), then a row moves from the largest share to any game left with none."""
     weights = np.array([config.game_weights.get(g, 1.0) for g in config.games], dtype=float)
     raw = weights / weights.sum() * config.batch_size
-    shares = np.maximum(1, np.floor(raw)).astype(int)
-    for i in np.argsort(raw - np.floor(raw))[::-1][: config.batch_size - shares.sum()]:
-        shares[i] += 1
+    shares = np.floor(raw).astype(int)
+    shares[np.argsort(-(raw - shares), kind="stable")[: config.batch_size - shares.sum()]] += 1
+    for i in np.flatnonzero(shares == 0):
+        shares[np.argmax(shares)] -= 1
+        shares[i] = 1
     return dict(zip(config.games, shares.tolist()))
 
 

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from actormimic import stats
-from actormimic.reports import game_result, markdown_scores_table
+from actormimic.reports import HUMAN_KEYS, game_result, markdown_scores_table
 from actormimic.runtime import RunError, select_device, write_json
-from envs import Preset, get_preset, is_minatar, make_vector_env, resolve_game
+from envs import Preset, game_action_ids, get_preset, is_minatar, make_vector_env, resolve_game
 
 Policy = Callable[[torch.Tensor], torch.Tensor]
 QFunction = Callable[[torch.Tensor], torch.Tensor]
@@ -54,11 +54,13 @@ def _protocols() -> dict[str, Protocol]:
 PROTOCOL_NAMES = ("nature", "machado", "minatar")
 
 
-def get_protocol(name: str, game: str, *, episodes: int | None = None, epsilon: float | None = None) -> Protocol:
-    """The protocol `name` ('auto' picks nature or minatar) for `game`, with optional overrides."""
+def get_protocol(name: str, game: str, *, preset: str = "nature", episodes: int | None = None,
+                 epsilon: float | None = None) -> Protocol:
+    """The protocol `name` for `game`, with optional overrides; 'auto' picks minatar for a MinAtar game,
+    machado for an agent trained with the machado preset (all 18 actions), else nature."""
     minatar = is_minatar(game)
     if name == "auto":
-        name = "minatar" if minatar else "nature"
+        name = "minatar" if minatar else "machado" if preset == "machado" else "nature"
     if name not in PROTOCOL_NAMES:
         raise RunError(f"unknown protocol {name!r} (allowed: auto, {', '.join(PROTOCOL_NAMES)})")
     if minatar != (name == "minatar"):
@@ -73,6 +75,18 @@ def get_protocol(name: str, game: str, *, episodes: int | None = None, epsilon: 
         if epsilon > 1:
             raise RunError(f"--epsilon must be in [0, 1], got {epsilon}")
         protocol = dataclasses.replace(protocol, epsilon=epsilon)
+    return protocol
+
+
+def protocol_for(name: str, game: str, preset: str, *, episodes: int | None = None,
+                 epsilon: float | None = None) -> Protocol:
+    """`get_protocol` for an agent trained under `preset`; RunError before any work if the protocol's action
+    set lacks some of the agent's actions (e.g. nature's minimal set for a machado agent)."""
+    protocol = get_protocol(name, game, preset=preset, episodes=episodes, epsilon=epsilon)
+    missing = set(game_action_ids(game, preset)) - set(game_action_ids(game, protocol.preset))
+    if missing:
+        raise RunError(f"protocol {protocol.name} cannot score {game} trained with preset {preset}: its action set "
+                       f"lacks the agent's actions {sorted(missing)} (use eval.protocol: auto or {preset})")
     return protocol
 
 
@@ -193,13 +207,14 @@ def random_score(game: str, protocol: Protocol) -> float:
                                          uniform, num_envs=8, seed=RANDOM_BASELINE_SEED)))
 
 
-def aggregate_games(games: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Mean/median/IQM over games of the normalized scores that exist (one run: no resampling of runs)."""
+def aggregate_games(games: dict[str, dict[str, Any]], human_table: str = "agent57") -> dict[str, Any]:
+    """Mean/median/IQM over games of the normalized scores that exist (one run: no resampling of runs); the
+    human-normalized ones against `human_table`."""
     result: dict[str, Any] = {}
-    for key in ("human_normalized", "expert_normalized"):
+    for name, key in (("human_normalized", HUMAN_KEYS[human_table]), ("expert_normalized", "expert_normalized")):
         values = [g[key] for g in games.values() if g[key] is not None]
         if values:
-            result[key] = stats.aggregate(np.array([values]))
+            result[name] = stats.aggregate(np.array([values]))
     return result
 
 
@@ -216,7 +231,7 @@ def evaluate_checkpoint(
     results: dict[str, Any] = {"checkpoint": str(checkpoint), "kind": policies.kind, "method": policies.method,
                                "seed": seed, "human_table": human_table, "games": {}}
     for game, (policy, actions) in policies.by_game.items():
-        proto = get_protocol(protocol, game, episodes=episodes, epsilon=epsilon)
+        proto = get_protocol(protocol, game, preset=policies.preset, episodes=episodes, epsilon=epsilon)
         results["protocol"] = proto.to_dict()
         print(f"evaluating {game} under protocol {proto.name} ({proto.episodes} episodes, epsilon {proto.epsilon}) ...",
               flush=True)
@@ -231,7 +246,7 @@ def evaluate_checkpoint(
                        else _expert_reference(policies, game, proto, seed, num_envs, dev))
         results["games"][game] = game_result(game, returns, random=random_score(game, proto),
                                              expert_mean=expert_mean, fidelity=to_expert)
-    results["aggregate"] = aggregate_games(results["games"])
+    results["aggregate"] = aggregate_games(results["games"], human_table)
     print(markdown_scores_table(results), flush=True)
     if out:
         write_json(Path(out), results)

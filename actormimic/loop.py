@@ -102,11 +102,13 @@ class Every:
     def __init__(self, interval: int, start: int = 0) -> None:
         self.interval = interval
         self.next = (start // interval + 1) * interval if interval > 0 else None
+        self.fired_at: int | None = None  # the step of the last firing
 
     def __call__(self, step: int) -> bool:
         if self.next is None or step < self.next:
             return False
         self.next = (step // self.interval + 1) * self.interval
+        self.fired_at = step
         return True
 
 

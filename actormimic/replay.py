@@ -110,6 +110,11 @@ class ReplayBuffer:
         self._samplers: dict[int, GraphedStep] = {}  # one per batch size
 
     @property
+    def recorded(self) -> int:
+        """Transitions recorded since this buffer was created (all env columns; a restart does not reset it)."""
+        return self._t * self.num_envs
+
+    @property
     def nbytes(self) -> int:
         """Bytes allocated by the storage tensors."""
         return sum(t.nbytes for t in self._tensors().values())

@@ -48,6 +48,7 @@ from actormimic.stats import (
 
 EVAL_FILE = "eval.json"
 NORMALIZATIONS = ("expert_normalized", "human_normalized")
+HUMAN_KEYS = {"agent57": "human_normalized", "nature": "human_normalized_nature"}  # human table -> entry key
 FIDELITY_KEYS = ("agreement", "regret")  # a student against its expert, see evaluation.fidelity
 _EVAL_TAG = re.compile(r"^eval/(?P<game>.+)/score$")
 
@@ -124,18 +125,27 @@ def load_runs(paths: Iterable[str | Path]) -> list[dict]:
     return runs
 
 
+# the settings that change what a score measures; "episodes" only changes its precision
+_SCORE_SETTINGS = ("name", "epsilon", "sticky_action_prob", "noop_max", "max_episode_frames", "frame_skip",
+                   "full_action_space", "fire_reset", "episodic_life")
+
+
 def check_protocol(runs: Sequence[dict]) -> dict:
-    """Return the protocol shared by all runs; ValueError naming both protocols if they differ."""
+    """The protocol shared by all runs (episodes as "lo-hi" when the counts differ); ValueError naming the
+    setting and both runs if any score-defining setting differs (one missing from an older file is not compared)."""
     if not runs:
         raise ValueError("no runs given")
-    first = runs[0]
+    first = runs[0]["protocol"]
     for run in runs[1:]:
-        if run["protocol"]["name"] != first["protocol"]["name"]:
-            raise ValueError(
-                f"cannot mix evaluation protocols in one table: {first['protocol']['name']!r} "
-                f"({first.get('path', '?')}) and {run['protocol']['name']!r} ({run.get('path', '?')})"
-            )
-    return first["protocol"]
+        other = run["protocol"]
+        for key in _SCORE_SETTINGS:
+            if key in first and key in other and first[key] != other[key]:
+                raise ValueError(
+                    f"cannot mix evaluation protocols in one table: {key}={first[key]!r} "
+                    f"({runs[0].get('path', '?')}) and {key}={other[key]!r} ({run.get('path', '?')})"
+                )
+    episodes = sorted({run["protocol"]["episodes"] for run in runs if "episodes" in run["protocol"]})
+    return {**first, "episodes": f"{episodes[0]}-{episodes[-1]}"} if len(episodes) > 1 else first
 
 
 def _merge_runs(runs: Sequence[dict]) -> dict[RunKey, dict[str, dict]]:
@@ -322,13 +332,14 @@ def markdown_scores_table(eval_result: dict) -> str:
     """Markdown table of one eval.json: Game | mean ± std | 95% CI | human-norm | expert-norm
     (| agreement | regret, for a student measured against its experts)."""
     validate_eval_result(eval_result)
+    human_table = eval_result.get("human_table", "agent57")
     with_fidelity = any("fidelity" in entry for entry in eval_result["games"].values())
     extra = (" agreement | regret |", "---:|---:|") if with_fidelity else ("", "")
     lines = [
         f"### {eval_result['method']} ({eval_result.get('kind', '?')}, seed {eval_result['seed']}) — "
         f"protocol: {_protocol_label(eval_result['protocol'])}",
         "",
-        "| Game | mean ± std | 95% CI | human-norm | expert-norm |" + extra[0],
+        f"| Game | mean ± std | 95% CI | human-norm ({human_table}) | expert-norm |" + extra[0],
         "|---|---:|---|---:|---:|" + extra[1],
     ]
     for game, entry in eval_result["games"].items():
@@ -337,7 +348,7 @@ def markdown_scores_table(eval_result: dict) -> str:
         tail = f" {_fmt(fid.get('agreement'), 3)} | {_fmt(fid.get('regret'), 4)} |" if with_fidelity else ""
         lines.append(
             f"| {game} | {_fmt(entry['mean'])} ± {_fmt(entry['std'])} | [{_fmt(lo)}, {_fmt(hi)}] "
-            f"| {_fmt(entry.get('human_normalized'), 3)} | {_fmt(entry.get('expert_normalized'), 3)} |" + tail
+            f"| {_fmt(entry.get(HUMAN_KEYS[human_table]), 3)} | {_fmt(entry.get('expert_normalized'), 3)} |" + tail
         )
     if with_fidelity:
         lines += ["", "agreement: share of the states the student visited (a uniform sample) where it "

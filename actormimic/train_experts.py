@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from actormimic.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from actormimic.config import ExpertsConfig, config_to_dict
-from actormimic.evaluation import Protocol, evaluate_policy, get_protocol, random_score, resolve_checked
+from actormimic.config import ExpertsConfig, check_resumed_config, config_to_dict, load_config
+from actormimic.evaluation import Protocol, evaluate_policy, protocol_for, random_score, resolve_checked
 from actormimic.loop import Every, GameStream, RunClock, UpdateCredit, send_all
 from actormimic.replay import ReplayBuffer
 from actormimic.reports import game_result
@@ -48,12 +48,16 @@ def train_experts(config: ExpertsConfig, out: str, *, resume: bool = False, over
                   parallel: int = 1) -> None:
     """Train one expert per game, one after another or `parallel` processes at a time."""
     config = dataclasses.replace(config, games=check_games(config.games, config.preset))
+    for game in config.games:
+        protocol_for(config.eval.protocol, game, config.preset)
     device = select_device(config.device)
     if config.init_from:
         load_checkpoint(config.init_from, kind="student")
     if parallel < 1:
         raise RunError(f"--parallel must be >= 1, got {parallel}")
     root = prepare_run_dir(out, resume=resume, overwrite=overwrite, marker="config.yaml")
+    if resume:
+        check_resumed_config(load_config(ExpertsConfig, root / "config.yaml"), config, root / "config.yaml")
     save_config(config, root)
     folders = [root / safe_name(game) for game in config.games]
     for folder in folders:
@@ -114,7 +118,8 @@ def train_one_game(config: ExpertsConfig, game: str, folder: Path, gpu: int | No
         set_rng_state(resume_state["rng"])
         generator.set_state(resume_state["generator"])
         print(f"[{game}] resuming at step {counters['step']:,} (replay refilled from empty)", flush=True)
-    protocol = get_protocol(config.eval.protocol, game, episodes=config.eval.episodes, epsilon=config.eval.epsilon)
+    protocol = protocol_for(config.eval.protocol, game, preset.name, episodes=config.eval.episodes,
+                            epsilon=config.eval.epsilon)
     monitor = Monitor(folder / "tb", safe_name(game), preset.name, config.steps, config.log_interval)
     meta = {"game": game, "preset": preset.to_dict(), "action_ids": list(env.action_ids), "network": q_net.spec,
             "config": config_to_dict(config)}
@@ -176,7 +181,8 @@ def train_one_game(config: ExpertsConfig, game: str, folder: Path, gpu: int | No
                 raise Interrupted(f"{game} stopped at step {counters['step']:,}; checkpoint {folder / LAST} "
                                   f"(continue with --resume)")
         counters["throughput"] = clock.throughput(counters["step"])
-        evaluate()
+        if eval_due.fired_at != counters["step"]:  # the last network gets a periodic score once
+            evaluate()
         last = {**meta, "model": q_net.state_dict(), "step": counters["step"]}
         final = _final_eval(game, folder, protocol, config, device, last) if config.eval.final_episodes else None
         save_last(finished=True, final_eval=final)

@@ -276,7 +276,7 @@ class PeerRun:
         self.config, self.game, self.out, self.device = config, game, out, device
         self.tag = safe_name(game)
         self.model, self.arch, self.obs_shape, self.n_actions, self.action_ids = build_model(config, game, device)
-        self.protocol = get_protocol(config.eval.protocol, game, episodes=config.eval.episodes,
+        self.protocol = get_protocol(config.eval.protocol, game, preset=config.preset, episodes=config.eval.episodes,
                                      epsilon=config.eval.epsilon)
         self.writer = SummaryWriter(str(out / "tb"))
         self.best_score = -float("inf")

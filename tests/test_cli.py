@@ -7,9 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from actormimic.cli import build_parser, main
 from actormimic.config import ConfigError, DistillConfig, ExpertsConfig, QuickstartConfig, dump_config, load_config
+from actormimic.distill import batch_shares, resolve_weights
+from actormimic.runtime import RunError
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ("train-experts", "distill", "evaluate", "quickstart", "doctor")
@@ -48,6 +52,8 @@ def test_train_experts_help_says_what_a_step_is(capsys: pytest.CaptureFixture[st
         (["eval.episodes=0"], "eval.episodes", ">= 1"),
         (["dueling=3"], "dueling", "true or false"),
         (["batch_size=64", "replay_capacity=32"], "batch_size", "at most replay_capacity"),
+        (["preset=minatar", "num_envs=4", "replay_capacity=2000", "batch_size=1998"], "batch_size",
+         "at most 1996, what a full replay of 2000 over 4 envs can sample"),
         (["steps=-5"], "steps", ">= 1"),
     ],
 )
@@ -55,6 +61,47 @@ def test_bad_values_name_the_key(overrides: list[str], key: str, allowed: str) -
     with pytest.raises(ConfigError) as error:
         load_config(ExpertsConfig, None, overrides)
     assert f" {key}" in str(error.value) and allowed in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "allowed"),
+    [
+        (["games=[Pong, Breakout]", "batch_size=64", "replay_capacity=40"], "batch_size", "at most replay_capacity"),
+        (["games=[Pong, Breakout, Asterix]", "batch_size=2"], "batch_size", "at least one sample per game"),
+        (["game_weights={Pong: 0}"], "game_weights.Pong", "> 0"),
+    ],
+)
+def test_bad_distill_values_name_the_key(overrides: list[str], key: str, allowed: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(DistillConfig, None, overrides)
+    assert f" {key}" in str(error.value) and allowed in str(error.value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(0.01, 100.0), min_size=1, max_size=8), st.integers(1, 256))
+def test_batch_shares_fill_the_batch_in_proportion(weights: list[float], batch_size: int) -> None:
+    games = [f"g{i}" for i in range(len(weights))]
+    if batch_size < len(games):
+        return
+    config = DistillConfig(games=games, batch_size=batch_size, replay_capacity=1000,
+                           game_weights=dict(zip(games, weights)))
+    shares = batch_shares(config)
+    assert sum(shares.values()) == batch_size and min(shares.values()) >= 1
+    exact = [w / sum(weights) * batch_size for w in weights]
+    if min(exact) >= 1:
+        assert all(abs(shares[g] - x) < 1 for g, x in zip(games, exact))
+    for g, h in zip(games, games[1:]):
+        if config.game_weights[g] == config.game_weights[h]:
+            assert abs(shares[g] - shares[h]) <= 1
+
+
+def test_game_weights_follow_the_resolved_game_names() -> None:
+    games = ["Pong", "Breakout"]
+    assert resolve_weights({"PongNoFrameskip-v4": 3.0}, games) == {"Pong": 3.0}
+    config = DistillConfig(games=games, batch_size=32, game_weights=resolve_weights({"pong": 3.0}, games))
+    assert batch_shares(config) == {"Pong": 24, "Breakout": 8}
+    with pytest.raises(RunError, match="game_weights.Asterix"):
+        resolve_weights({"Asterix": 1.0}, games)
 
 
 def test_bad_config_file_exits_2_naming_file_key_and_value(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

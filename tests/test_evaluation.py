@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import actormimic.evaluation as evaluation
-from actormimic.evaluation import StateReservoir, evaluate_policy, evaluate_with_fidelity, fidelity, get_protocol
+from actormimic.cli import main
+from actormimic.evaluation import (StateReservoir, evaluate_policy, evaluate_with_fidelity, fidelity, get_protocol,
+                                   protocol_for)
 from actormimic.runtime import RunError
 from envs import Finished, StepResult, get_preset, make_vector_env
 
@@ -31,6 +34,19 @@ def test_protocol_settings() -> None:
 def test_protocol_must_fit_the_game(name: str, game: str) -> None:
     with pytest.raises(RunError):
         get_protocol(name, game)
+
+
+def test_auto_protocol_follows_the_training_preset_and_refuses_a_smaller_action_set(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert get_protocol("auto", "Pong", preset="machado").name == "machado"
+    assert get_protocol("auto", "Pong", preset="nature").name == "nature"
+    assert protocol_for("machado", "Breakout", "nature").name == "machado"  # minimal actions are in the full set
+    with pytest.raises(RunError, match=r"protocol nature cannot score Breakout trained with preset machado"):
+        protocol_for("nature", "Breakout", "machado")
+    out = tmp_path / "run"
+    assert main(["train-experts", "--games", "Breakout", "--set", "preset=machado", "--set", "eval.protocol=nature",
+                 "--out", str(out)]) == 2
+    assert "lacks the agent's actions" in capsys.readouterr().err and not out.exists()
 
 
 class ScriptedEnv:

@@ -121,18 +121,38 @@ def test_final_eval_keeps_the_higher_scoring_of_best_and_last(tmp_path: Path, mo
         assert best["eval_score"] == saved["games"]["MinAtar/Breakout"]["mean"]
 
 
-@pytest.mark.parametrize(("loss", "variant"), [
-    ("ce", []),
-    ("cc", ["--set", "schedule=blocks", "--set", "block_steps=400", "--set", "feature_beta=0.01"]),
+def test_a_periodic_evaluation_at_the_last_step_is_not_repeated(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import actormimic.train_experts as train_experts
+
+    seeds = []
+
+    def fake_evaluate(policy, action_ids, game, protocol, *, num_envs, seed, device):
+        seeds.append(seed)
+        return [0.0] * protocol.episodes
+
+    monkeypatch.setattr(train_experts, "evaluate_policy", fake_evaluate)
+    assert main(["train-experts", "--config", SMOKE, "--steps", "1000", "--set", "eval.interval=500",
+                 "--set", "eval.final_episodes=2", "--out", str(tmp_path / "run")]) == 0
+    periodic = [s for s in seeds if s == 10_000]  # smoke seed 0: periodic evaluations use seed + 10000
+    assert len(periodic) == 2 and len(seeds) > 2
+
+
+@pytest.mark.parametrize(("loss", "variant", "updates"), [
+    # mixed: both games learn from step 400 to 1200, one update per 4 steps
+    ("ce", [], 200),
+    # blocks of 400 over 2 x 1200 steps: each game waits for 400 steps of its own (its first block), so
+    # Breakout learns in blocks 3 and 5, SpaceInvaders in 4 and 6
+    ("cc", ["--set", "schedule=blocks", "--set", "block_steps=400", "--set", "feature_beta=0.01"], 400),
 ])
-def test_distill_and_evaluate_a_student(experts: Path, tmp_path: Path, loss: str, variant: list[str],
+def test_distill_and_evaluate_a_student(experts: Path, tmp_path: Path, loss: str, variant: list[str], updates: int,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / f"student-{loss}"
     code = main(["distill", "--games", "MinAtar/Breakout", "MinAtar/SpaceInvaders", "--experts", str(experts),
                  "--loss", loss, "--out", str(out), *TINY_DISTILL, *variant])
     assert code == 0
     student = load_checkpoint(out / "student.pt", kind="student")
-    assert student["method"] == loss and student["counters"]["updates"] > 0
+    assert student["method"] == loss and student["counters"]["updates"] == updates
     result = json.loads((out / "eval.json").read_text())
     assert set(result["games"]) == {"MinAtar/Breakout", "MinAtar/SpaceInvaders"}
     for entry in result["games"].values():
@@ -337,7 +357,7 @@ def test_resume_rejects_corrupt_and_missing_checkpoints(tmp_path: Path, capsys: 
     assert "nothing to resume" in capsys.readouterr().err
     run = tmp_path / "corrupt"
     (run / "MinAtar-Breakout").mkdir(parents=True)
-    (run / "config.yaml").write_text("games: [MinAtar/Breakout]\n")
+    (run / "config.yaml").write_text(Path(SMOKE).read_text())
     bad = run / "MinAtar-Breakout" / "expert.pt"
     bad.write_bytes(b"not a checkpoint")
     assert main(["train-experts", "--config", SMOKE, "--out", str(run), "--resume"]) == 2
@@ -360,6 +380,12 @@ def test_checkpoint_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.undo()
     assert load_checkpoint(path, kind="expert")["value"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["expert.pt"]
+    umask = os.umask(0o027)
+    try:
+        save_checkpoint(path, {"value": 3}, kind="expert")
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o640  # what open() gives under the umask, not mkstemp's 0600
 
 
 def test_sigterm_checkpoints_and_resume_finishes(tmp_path: Path) -> None:
@@ -387,6 +413,28 @@ def test_sigterm_checkpoints_and_resume_finishes(tmp_path: Path) -> None:
     resumed = load_checkpoint(out / "MinAtar-Breakout" / "expert.pt", kind="expert")
     assert resumed["counters"]["finished"] and resumed["counters"]["step"] >= stopped_at + 800
     assert resumed["counters"]["updates"] > state["counters"]["updates"]
+
+
+def test_resume_keeps_the_runs_own_config(experts: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "experts"
+    assert main(["train-experts", "--config", SMOKE, "--steps", "600", "--set", "eval.interval=0",
+                 "--set", "eval.final_episodes=0", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["train-experts", "--out", str(out), "--resume", "--set", "lr=0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "lr: 0.001 there, 0.5 now" in err and str(out / "config.yaml") in err
+    assert main(["train-experts", "--out", str(out), "--resume", "--set", "log_interval=2"]) == 0
+    assert "[MinAtar/Breakout] already finished" in capsys.readouterr().out  # the saved games, not the defaults
+    assert sorted(p.name for p in out.iterdir()) == ["MinAtar-Breakout", "config.yaml"]
+
+    student = tmp_path / "student"
+    assert main(["distill", "--games", "MinAtar/Breakout", "MinAtar/SpaceInvaders", "--experts", str(experts),
+                 "--out", str(student), *TINY_DISTILL, "--set", "eval.final_episodes=0"]) == 0
+    capsys.readouterr()
+    assert main(["distill", "--out", str(student), "--resume", "--loss", "cc"]) == 2
+    assert "loss: 'ce' there, 'cc' now" in capsys.readouterr().err
+    assert main(["distill", "--out", str(student), "--resume"]) == 0  # its own config and experts
+    assert "already finished" in capsys.readouterr().out
 
 
 def test_quickstart_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

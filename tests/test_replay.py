@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from actormimic.config import sampleable_transitions
 from actormimic.replay import Batch, ReplayBuffer
 
 ATARI = ((1, 84, 84), 4)
@@ -420,3 +421,18 @@ def test_long_stream_many_envs():
     for _ in range(30):
         d.run(10)
         check_batch(d.buf.sample(256, g), d.sampleable(), d)
+
+
+@pytest.mark.parametrize(("layout", "n_step"), [(MINATAR, 1), (ATARI_SMALL, 1), (ATARI_SMALL, 3)])
+def test_config_bound_is_what_a_full_replay_can_sample(layout, n_step):
+    """The config's batch_size bound (sampleable_transitions) is len() of a full, wrapped replay, so once learning
+    starts with a batch the config accepts it never stops for lack of transitions (before the ring wraps, len()
+    is larger)."""
+    rows, num_envs = 12, 3
+    d = make(*layout, num_envs=num_envs, rows=rows, n_step=n_step, seed=3)
+    lengths = []
+    for _ in range(4 * rows):
+        d.run(1)
+        lengths.append(len(d.buf))
+    bound = sampleable_transitions(rows * num_envs, num_envs, layout[1], n_step)
+    assert set(lengths[2 * rows:]) == {bound} and min(lengths[rows:]) == bound

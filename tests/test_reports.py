@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from torch.utils.tensorboard import SummaryWriter
 
+from actormimic.evaluation import aggregate_games
 from actormimic.reports import (
     compare_groups,
     game_result,
@@ -25,6 +26,7 @@ from actormimic.reports import (
     to_csv,
     to_markdown,
 )
+from actormimic.stats import human_normalized
 
 REPO = Path(__file__).resolve().parents[1]
 GAMES = ("Pong", "Breakout", "MinAtar/Breakout")
@@ -39,10 +41,11 @@ def write_eval(
     returns: dict[str, list[float]],
     protocol: str = "nature",
     kind: str = "student",
+    **settings: object,
 ) -> dict:
-    """Write a synthetic eval.json into folder and return its content."""
+    """Write a synthetic eval.json into folder and return its content (`settings` go into its protocol)."""
     result = {
-        "protocol": {"name": protocol, "noop_max": 30, "sticky_action_prob": 0.0},
+        "protocol": {"name": protocol, "noop_max": 30, "sticky_action_prob": 0.0, **settings},
         "checkpoint": str(folder / "final.pt"),
         "kind": kind,
         "method": method,
@@ -135,6 +138,16 @@ def test_protocol_mixing_is_refused(tmp_path: Path) -> None:
         compare_groups(runs[:1], runs[1:], names=("ce", "cc"))
 
 
+def test_same_protocol_name_with_other_settings_is_refused(tmp_path: Path) -> None:
+    write_eval(tmp_path / "a", "ce", 0, {"Pong": [1.0]}, epsilon=0.05, episodes=30)
+    write_eval(tmp_path / "b", "cc", 0, {"Pong": [2.0]}, epsilon=0.0, episodes=30)
+    with pytest.raises(ValueError, match=r"epsilon=0.05 .*epsilon=0.0 "):
+        score_table(load_runs([tmp_path / "a", tmp_path / "b"]))
+    write_eval(tmp_path / "c", "cc", 0, {"Pong": [2.0]}, epsilon=0.05, episodes=200)
+    table = score_table(load_runs([tmp_path / "a", tmp_path / "c"]))
+    assert "nature (episodes=30-200, epsilon=0.05" in to_markdown(table)
+
+
 def test_duplicate_game_for_one_seed_is_refused(tmp_path: Path) -> None:
     write_eval(tmp_path / "a", "ce", 0, {"Pong": [1.0]})
     write_eval(tmp_path / "b", "ce", 0, {"Pong": [2.0]})
@@ -201,9 +214,15 @@ def test_markdown_scores_table(runs_root: Path) -> None:
     text = markdown_scores_table(run)
     lines = text.splitlines()
     assert lines[0].startswith("### cc (student, seed 1)") and "protocol: nature" in lines[0]
-    assert lines[2] == "| Game | mean ± std | 95% CI | human-norm | expert-norm |"
+    assert lines[2] == "| Game | mean ± std | 95% CI | human-norm (agent57) | expert-norm |"
     pong = run["games"]["Pong"]
     assert f"| Pong | {pong['mean']:.2f} ± {pong['std']:.2f} |" in text
+    for table in ("agent57", "nature"):  # `actormimic evaluate --human-table`
+        human = human_normalized("Pong", pong["mean"], table)
+        assert f"| {human:.3f} |" in markdown_scores_table({**run, "human_table": table})
+        assert aggregate_games({"Pong": pong}, table)["human_normalized"]["mean"]["value"] == pytest.approx(human)
+    assert human_normalized("Pong", pong["mean"], "agent57") != pytest.approx(human_normalized("Pong", pong["mean"],
+                                                                                              "nature"))
     assert "| MinAtar/Breakout |" in text and "| – |" in text and "agreement" not in text
     run["games"]["Pong"]["fidelity"] = {"agreement": 0.875, "regret": 0.0123, "states": 4096}
     text = markdown_scores_table(run)
