@@ -2,10 +2,11 @@
 
     python scripts/bench.py experts --game Breakout --seconds 120 --json OUT.json
         our trainer (once per --precisions entry) vs Stable-Baselines3's DQN (same Nature CNN, batch 32,
-        one update per 4 agent steps, Adam 1e-4, torch's default thread count unless --sb3-threads):
-        env steps/s after learning starts, and the ratios. Atari: SB3 as RL-Zoo runs it (one env, its own
-        wrappers); MinAtar: SB3 through scripts/sb3_peer.py on our env layer and network with our run's
-        config (so the same --num-envs, the first value, and --set overrides).
+        one update per 4 agent steps, Adam 1e-4, torch's default thread count unless --sb3-threads; run
+        first, so with glibc's default malloc): env steps/s after learning starts, and the ratios. Atari:
+        SB3 as RL-Zoo runs it (one env, its own wrappers); MinAtar: SB3 through scripts/sb3_peer.py on our
+        env layer and network with our run's config (so the same --num-envs, the first value, and --set
+        overrides).
     python scripts/bench.py distill --games MinAtar/Breakout MinAtar/SpaceInvaders --seconds 60
         distillation env steps/s (all games together) with ce and with cc, and the time of one
         student update with each loss, in the same run.
@@ -32,7 +33,7 @@ import torch
 
 from actormimic.checkpoint import load_checkpoint
 from actormimic.config import DistillConfig, ExpertsConfig, load_config
-from actormimic.runtime import write_json
+from actormimic.runtime import FREED_MEMORY_KEPT, write_json
 from actormimic.train_experts import train_one_game
 from envs import is_minatar, resolve_game, safe_name
 
@@ -236,16 +237,14 @@ def sb3_peer_experts(game: str, seconds: float, learning_starts: int, num_envs: 
 
 
 def bench_experts(args: argparse.Namespace) -> dict[str, Any]:
-    """Our trainer (once per precision) and SB3's DQN, one after the other in the same process."""
+    """SB3's DQN, then our trainer (once per precision and env count), one after the other in the same process.
+
+    SB3 goes first so that it runs with glibc's default malloc, as its users get it: our trainer's
+    `keep_freed_memory` lasts for the rest of the process (the MinAtar peer, our harness, keeps it too)."""
     game = resolve_game(args.game)
     result: dict[str, Any] = {"benchmark": "experts", "game": game, "device": device_name(),
                               "seconds": args.seconds, "replay_ratio": "1 batch-32 update per 4 agent steps",
                               "our_overrides": args.set, "ours": {}}
-    for precision in args.precisions:
-        for num_envs in args.num_envs:
-            label = precision if len(args.num_envs) == 1 else f"{precision}, {num_envs} envs"
-            result["ours"][label] = ours_experts(game, args.seconds, args.learning_starts, num_envs,
-                                                 [f"precision={precision}", *args.set], args.profile)
     if args.sb3_seconds != 0:
         sb3_seconds = args.seconds if args.sb3_seconds is None else args.sb3_seconds
         if is_minatar(game):
@@ -253,8 +252,15 @@ def bench_experts(args: argparse.Namespace) -> dict[str, Any]:
                                    args.sb3_threads)
         else:
             sb3 = sb3_experts(game, sb3_seconds, args.learning_starts, args.sb3_threads)
-        result["sb3"] = sb3
-        result["ratio_ours_over_sb3"] = {label: ours["steps_per_s"] / max(sb3["steps_per_s"], 1e-9)
+        result["sb3"] = {**sb3, "malloc_keeps_freed_memory": FREED_MEMORY_KEPT["kept"]}
+    for precision in args.precisions:
+        for num_envs in args.num_envs:
+            label = precision if len(args.num_envs) == 1 else f"{precision}, {num_envs} envs"
+            ours = ours_experts(game, args.seconds, args.learning_starts, num_envs,
+                                [f"precision={precision}", *args.set], args.profile)
+            result["ours"][label] = {**ours, "malloc_keeps_freed_memory": FREED_MEMORY_KEPT["kept"]}
+    if "sb3" in result:
+        result["ratio_ours_over_sb3"] = {label: ours["steps_per_s"] / max(result["sb3"]["steps_per_s"], 1e-9)
                                          for label, ours in result["ours"].items()}
     return result
 
