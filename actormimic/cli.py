@@ -84,7 +84,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 def _cmd_quickstart(args: argparse.Namespace) -> None:
     from actormimic.quickstart import quickstart
 
-    config_path = args.config
+    config_path = _config_file(args)
     if config_path is None:
         from actormimic.quickstart import default_config_path
 
@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("doctor", help="check the installation (versions, ROMs, device)",
                        description="Print versions of torch, gymnasium, ale-py, stable-baselines3, whether the "
-                       "Atari ROMs and MinAtar are found, the device and the core count; exit 1 if something "
+                       "Atari ROMs and MinAtar are found, the device and the core count; exit 2 if something "
                        "required is missing.")
     p.set_defaults(func=_cmd_doctor)
     return parser
@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
-    from actormimic.checkpoint import CheckpointError
+    from agents.checkpoint import CheckpointError
     from actormimic.runtime import Interrupted, RunError
 
     parser = build_parser()

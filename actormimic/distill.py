@@ -16,10 +16,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from actormimic.checkpoint import load_checkpoint, save_checkpoint
+from agents.checkpoint import load_checkpoint, save_checkpoint
 from actormimic.config import DistillConfig, check_resumed_config, config_to_dict, load_config
-from actormimic.evaluation import (aggregate_games, evaluate_policy, evaluate_with_fidelity, protocol_for, random_score,
-                                   resolve_checked)
+from actormimic.evaluation import aggregate_games, evaluate_policy, evaluate_with_fidelity, protocol_for, random_score
 from actormimic.loop import Every, GameStream, RunClock, UpdateCredit, send_all
 from actormimic.replay import ReplayBuffer
 from actormimic.reports import game_result, markdown_scores_table
@@ -30,7 +29,7 @@ from agents.amn import ActorMimicLearner, Student
 from agents.dqn import epsilon_schedule
 from agents.experts import Expert, load_expert
 from agents.networks import arch_for_obs_shape, set_precision
-from envs import get_preset, make_vector_env, resolve_game, safe_name
+from envs import get_preset, make_vector, resolve_game, safe_name
 
 STUDENT = "student.pt"
 
@@ -76,7 +75,7 @@ def distill(config: DistillConfig, out: str, *, experts: Sequence[str] = (), res
     paths = expert_paths(games, experts, config.experts)
     device = select_device(config.device, config.cpu_threads)
     preset = get_preset(config.preset)
-    envs = {game: make_vector_env(game, preset, config.num_envs, config.seed + 1000 * i)
+    envs = {game: make_vector(game, preset, config.num_envs, config.seed + 1000 * i)
             for i, game in enumerate(games)}
     try:
         teachers = {game: load_teacher(paths[game], game, preset.name, envs[game], device) for game in games}
@@ -148,7 +147,9 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
                                    epsilon=config.eval.epsilon) for game in games}
     final_protocol = {g: dataclasses.replace(p, episodes=config.eval.final_episodes or p.episodes)
                       for g, p in protocol.items()}
-    eval_seed = config.seed + 20_000
+    # the student and its experts on the same episodes; not train-experts' seeds (seed + 10k/20k/30k), so with equal
+    # seeds an expert's reference is not the very evaluation its network was selected on
+    eval_seed = config.seed + 40_000
     expert_scores: dict[str, float] = {}
     if config.eval.final_episodes or config.eval.interval:
         print("measuring the experts' scores (the reference of expert-normalized scores) ...", flush=True)
@@ -268,9 +269,12 @@ def resolve_weights(weights: dict[str, float], games: Sequence[str]) -> dict[str
     """`game_weights` keyed by the resolved game ids; RunError for a key that is not one of `games`."""
     resolved = {}
     for key, weight in weights.items():
-        game = resolve_checked(key)
+        try:
+            game = resolve_game(key)
+        except ValueError:
+            game = None
         if game not in games:
-            raise RunError(f"game_weights.{key}: not one of the games {list(games)}")
+            raise RunError(f"key game_weights.{key}: not one of the games (allowed: {', '.join(games)})")
         resolved[game] = weight
     return resolved
 

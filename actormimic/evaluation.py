@@ -17,7 +17,7 @@ import torch
 from actormimic import stats
 from actormimic.reports import HUMAN_KEYS, game_result, markdown_scores_table
 from actormimic.runtime import RunError, select_device, write_json
-from envs import Preset, game_action_ids, get_preset, is_minatar, make_vector_env, resolve_game
+from envs import Preset, game_action_ids, get_preset, is_minatar, make_vector, resolve_game
 
 Policy = Callable[[torch.Tensor], torch.Tensor]
 QFunction = Callable[[torch.Tensor], torch.Tensor]
@@ -103,7 +103,7 @@ def evaluate_policy(
     """
     device = torch.device(device)
     num_envs = max(1, min(num_envs, protocol.episodes))
-    env = make_vector_env(game, protocol.preset, num_envs, seed)
+    env = make_vector(game, protocol.preset, num_envs, seed)
     try:
         missing = set(policy_actions) - set(env.action_ids)
         if missing:
@@ -199,7 +199,7 @@ def random_score(game: str, protocol: Protocol) -> float:
     episodes under the protocol with a fixed seed (the same baseline for every run and seed)."""
     if game in stats.RANDOM_SCORES:
         return stats.RANDOM_SCORES[game]
-    probe = make_vector_env(game, protocol.preset, 1, 0)
+    probe = make_vector(game, protocol.preset, 1, 0)
     actions = list(probe.action_ids)
     probe.close()
     uniform = dataclasses.replace(protocol, epsilon=1.0, episodes=100)

@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from actormimic.checkpoint import load_checkpoint
+from agents.checkpoint import load_checkpoint
 from actormimic.runtime import RunError
 from agents.amn import Student
 from agents.experts import load_expert

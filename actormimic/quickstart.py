@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from actormimic.config import QuickstartConfig
+from actormimic.config import QuickstartConfig, dump_config
 from actormimic.distill import STUDENT, distill
 from actormimic.reports import load_runs, plot_learning_curves, score_table, to_csv, to_markdown
 from actormimic.runtime import RunError, write_json, write_text_atomic
@@ -31,6 +31,7 @@ def quickstart(config: QuickstartConfig, out: str, *, resume: bool = False, over
     if root.exists() and any(root.iterdir()) and not (resume or overwrite):
         raise RunError(f"{root} is not empty: pass --resume to reuse finished stages or --overwrite")
     started = time.perf_counter()
+    write_text_atomic(root / "config.yaml", dump_config(config))  # what `quickstart --out DIR --resume` reloads
     experts_dir = root / "experts"
     print(f"== 1/3 training experts for {', '.join(config.experts.games)} -> {experts_dir}", flush=True)
     train_experts(config.experts, str(experts_dir), resume=resume, overwrite=overwrite)

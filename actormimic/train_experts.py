@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, NamedTuple
 import numpy as np
 import torch
 
-from actormimic.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from actormimic.config import ExpertsConfig, check_resumed_config, config_to_dict, load_config
 from actormimic.evaluation import Protocol, evaluate_policy, protocol_for, random_score, resolve_checked
 from actormimic.loop import Every, GameStream, RunClock, UpdateCredit, send_all
@@ -29,7 +29,7 @@ from actormimic.runtime import (Interrupted, Monitor, RunError, StopRequested, p
                                 save_config, seed_everything, select_device, set_rng_state, thread_tuner, write_json)
 from agents.dqn import DQN, epsilon_schedule
 from agents.networks import QNetwork, arch_for_obs_shape, set_precision
-from envs import get_preset, is_minatar, make_vector_env, safe_name
+from envs import get_preset, is_minatar, make_vector, safe_name
 
 LAST, BEST = "expert.pt", "expert-best.pt"
 
@@ -96,7 +96,7 @@ def train_one_game(config: ExpertsConfig, game: str, folder: Path, gpu: int | No
         return resume_state["eval"]
     seed_everything(config.seed)
     preset = get_preset(config.preset)
-    env = make_vector_env(game, preset, config.num_envs, config.seed)
+    env = make_vector(game, preset, config.num_envs, config.seed)
     frame_shape = (env.frame_channels, *env.obs_shape[1:])
     arch = arch_for_obs_shape(env.obs_shape) if config.arch == "auto" else config.arch
     q_net = QNetwork(arch, env.obs_shape, env.n_actions, config.dueling).to(device)
@@ -125,7 +125,11 @@ def train_one_game(config: ExpertsConfig, game: str, folder: Path, gpu: int | No
             "config": config_to_dict(config)}
 
     def checkpoint(path: Path, label: str, **extra: Any) -> None:
-        save_checkpoint(path, {**meta, "label": label, "model": q_net.state_dict(), **extra}, kind="expert")
+        save_checkpoint(path, {**meta, "label": label, **network_state(), **extra}, kind="expert")
+
+    def network_state() -> dict[str, Any]:
+        """The network with the step counters and RNG state it was saved at."""
+        return {"model": q_net.state_dict(), "counters": dict(counters), "rng": rng_state()}
 
     def evaluate() -> float:
         returns = evaluate_policy(_greedy(q_net), env.action_ids, game, protocol,
@@ -140,8 +144,7 @@ def train_one_game(config: ExpertsConfig, game: str, folder: Path, gpu: int | No
 
     def save_last(finished: bool, final_eval: dict[str, Any] | None = None) -> None:
         counters["finished"] = finished
-        checkpoint(folder / LAST, "last", agent=agent.state_dict(), counters=counters, rng=rng_state(),
-                   generator=generator.get_state(), eval=final_eval)
+        checkpoint(folder / LAST, "last", agent=agent.state_dict(), generator=generator.get_state(), eval=final_eval)
 
     credit = UpdateCredit(config.updates_per_step)
     eval_due = Every(config.eval.interval, counters["step"])
@@ -183,7 +186,7 @@ def train_one_game(config: ExpertsConfig, game: str, folder: Path, gpu: int | No
         counters["throughput"] = clock.throughput(counters["step"])
         if eval_due.fired_at != counters["step"]:  # the last network gets a periodic score once
             evaluate()
-        last = {**meta, "model": q_net.state_dict(), "step": counters["step"]}
+        last = {**meta, **network_state(), "step": counters["step"]}
         final = _final_eval(game, folder, protocol, config, device, last) if config.eval.final_episodes else None
         save_last(finished=True, final_eval=final)
         return final

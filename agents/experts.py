@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from actormimic.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from agents.networks import QNetwork
 
 SB3_PRESET = "nature"  # SB3/RL-Zoo Atari: NoFrameskip-v4 + AtariWrapper (skip 4, 84x84 gray, stack 4, life loss)

@@ -15,7 +15,7 @@ from .games import (
     union_actions,
 )
 from .presets import PRESETS, Preset, get_preset
-from .vector import Finished, StepResult, VectorEnv, make_vector_env
+from .vector import Finished, StepResult, VectorEnv, make_vector
 
 __all__ = [
     "ALE_ACTION_NAMES",
@@ -30,7 +30,7 @@ __all__ = [
     "get_preset",
     "is_minatar",
     "list_games",
-    "make_vector_env",
+    "make_vector",
     "resolve_game",
     "safe_name",
     "union_actions",

@@ -40,7 +40,7 @@ import numpy as np
 from .games import check_preset_game, game_action_ids
 from .presets import Preset
 
-__all__ = ["Finished", "StepResult", "VectorEnv", "AtariVectorEnvLayer", "make_vector_env", "derive_seeds"]
+__all__ = ["Finished", "StepResult", "VectorEnv", "AtariVectorEnvLayer", "make_vector", "derive_seeds"]
 
 
 class Finished(NamedTuple):
@@ -322,7 +322,7 @@ class AtariVectorEnvLayer(VectorEnv):
         self._env = None  # drop the C++ vector env (its threads stop on destruction)
 
 
-def make_vector_env(game: str, preset: "str | Preset", num_envs: int, seed: int, *,
+def make_vector(game: str, preset: "str | Preset", num_envs: int, seed: int, *,
                     num_threads: int = 0) -> VectorEnv:
     """Build ``num_envs`` copies of ``game`` under ``preset``, seeded deterministically.
 

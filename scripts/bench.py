@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from actormimic.checkpoint import load_checkpoint
+from agents.checkpoint import load_checkpoint
 from actormimic.config import DistillConfig, ExpertsConfig, load_config
 from actormimic.runtime import FREED_MEMORY_KEPT, write_json
 from actormimic.train_experts import train_one_game
@@ -270,7 +270,7 @@ def bench_distill(args: argparse.Namespace) -> dict[str, Any]:
     from actormimic.distill import distill
     from agents.experts import save_expert
     from agents.networks import QNetwork, arch_for_obs_shape
-    from envs import get_preset, make_vector_env
+    from envs import get_preset, make_vector
 
     games = [resolve_game(g) for g in args.games]
     preset = "minatar" if is_minatar(games[0]) else "nature"
@@ -281,7 +281,7 @@ def bench_distill(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         experts = []
         for game in games:
-            env = make_vector_env(game, get_preset(preset), 1, 0)
+            env = make_vector(game, get_preset(preset), 1, 0)
             shapes[game], action_ids[game] = env.obs_shape, list(env.action_ids)
             network = QNetwork(arch_for_obs_shape(env.obs_shape), env.obs_shape, env.n_actions)
             path = Path(tmp) / f"{safe_name(game)}.pt"
@@ -361,7 +361,10 @@ def main() -> None:
     p.add_argument("--update-repeats", type=int, default=300, help="timed student updates per loss")
     p.set_defaults(func=bench_distill)
     for p in sub.choices.values():
-        p.add_argument("--seconds", type=float, default=60.0, help="measured seconds after learning starts")
+        p.add_argument("--seconds", type=float, default=60.0,
+                       help="SB3 runs this long after learning starts; our trainer stops this long after its start "
+                       "(+10 s for experts), replay fill included; each result's 'seconds' is its own window after "
+                       "learning starts, which its steps/s count")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for our run")
         p.add_argument("--json", metavar="OUT", help="write the results here")
         p.add_argument("--profile", type=int, default=0, metavar="N",

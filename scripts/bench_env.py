@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from actormimic.runtime import write_json  # noqa: E402
-from envs import get_preset, make_vector_env, resolve_game  # noqa: E402
+from envs import get_preset, make_vector, resolve_game  # noqa: E402
 from envs.games import ale_rom_id  # noqa: E402
 
 
@@ -60,7 +60,7 @@ def _time_loop(step, actions: np.ndarray, seconds: float) -> tuple[int, float]:
 def bench_atari(game: str, preset_name: str, num_envs: int, seconds: float, repeats: int,
                 num_threads: int, seed: int) -> dict:
     preset = get_preset(preset_name)
-    layer = make_vector_env(game, preset, num_envs, seed, num_threads=num_threads)
+    layer = make_vector(game, preset, num_envs, seed, num_threads=num_threads)
     bare = _bare_env(game, preset, num_envs, num_threads)
     rng = np.random.default_rng(seed)
     actions = rng.integers(0, layer.n_actions, size=(1024, num_envs)).astype(np.int64)
@@ -118,7 +118,7 @@ def _layer_overhead_us(layer, num_envs: int, iters: int = 5000) -> float:
 
 
 def bench_minatar(game: str, num_envs: int, seconds: float, seed: int) -> dict:
-    env = make_vector_env(game, "minatar", num_envs, seed)
+    env = make_vector(game, "minatar", num_envs, seed)
     rng = np.random.default_rng(seed)
     actions = rng.integers(0, env.n_actions, size=(1024, num_envs)).astype(np.int64)
     env.reset()

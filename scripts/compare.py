@@ -29,19 +29,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     args = parser.parse_args(argv)
 
-    runs_a, runs_b = load_runs(args.a), load_runs(args.b)
-    names = tuple(args.names) if args.names else (_group_name(runs_a, "A"), _group_name(runs_b, "B"))
-    if names[0] == names[1]:
-        names = ("A", "B")
-    result = compare_groups(
-        runs_a,
-        runs_b,
-        names=names,
-        normalization="human_normalized" if args.human else "expert_normalized",
-        human_table=args.human_table,
-        n_boot=args.n_boot,
-        seed=args.seed,
-    )
+    try:
+        runs_a, runs_b = load_runs(args.a), load_runs(args.b)
+        names = tuple(args.names) if args.names else (_group_name(runs_a, "A"), _group_name(runs_b, "B"))
+        if names[0] == names[1]:
+            names = ("A", "B")
+        result = compare_groups(runs_a, runs_b, names=names,
+                                normalization="human_normalized" if args.human else "expert_normalized",
+                                human_table=args.human_table, n_boot=args.n_boot, seed=args.seed)
+    except (ValueError, FileNotFoundError) as error:  # no eval.json, mixed protocols, no game scored in both
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
     prefix = Path(args.out)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{prefix}.json").write_text(json.dumps(result, indent=2) + "\n")

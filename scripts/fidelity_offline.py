@@ -31,14 +31,14 @@ from actormimic.losses import LOSS_KINDS
 from actormimic.runtime import write_json
 from actormimic.train_experts import check_games
 from agents.experts import Expert
-from envs import get_preset, make_vector_env
+from envs import get_preset, make_vector
 
 COLLECT_EPSILON = 0.1
 
 
 def collect(expert: Expert, game: str, preset: str, envs: int, steps: int, seed: int) -> tuple[torch.Tensor, ...]:
     """States an epsilon-greedy expert visits in `steps` vector steps, and its Q-values there."""
-    env = make_vector_env(game, preset, envs, seed)
+    env = make_vector(game, preset, envs, seed)
     generator = torch.Generator().manual_seed(seed)
     try:
         obs = torch.as_tensor(env.reset(seed=seed))
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
     paths = expert_paths(games, args.experts, config.experts)
     data = {}
     for game in games:
-        probe = make_vector_env(game, preset, 1, 0)
+        probe = make_vector(game, preset, 1, 0)
         teacher = load_teacher(paths[game], game, preset, probe, torch.device("cpu"))
         data[game] = {"obs_shape": list(probe.obs_shape), "action_ids": list(probe.action_ids),
                       "train": collect(teacher, game, preset, args.envs, args.steps, seed=11),

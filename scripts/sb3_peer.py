@@ -5,7 +5,7 @@
 
 Hyperparameters come from our ExpertsConfig file (the same `load_config` + `--set` overrides as the CLI) and
 are mapped onto `stable_baselines3.DQN` by :func:`sb3_kwargs`; :func:`differences` lists what stays different.
-The env is our env layer (`envs.make_vector_env`, one env per gymnasium wrapper, `config.num_envs` of them
+The env is our env layer (`envs.make_vector`, one env per gymnasium wrapper, `config.num_envs` of them
 in a DummyVecEnv), so observations, sticky actions, action sets, episode caps and reward clipping are ours.
 The Q-network is our torso as an SB3 features extractor with `net_arch=[]`, i.e. exactly
 `QNetwork(arch, obs_shape, n_actions)`.
@@ -34,14 +34,14 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from actormimic.checkpoint import save_checkpoint
+from agents.checkpoint import save_checkpoint
 from actormimic.config import ConfigError, ExpertsConfig, load_config
 from actormimic.evaluation import evaluate_policy, get_protocol, resolve_checked
 from actormimic.loop import Every
 from actormimic.runtime import RunError, prepare_run_dir, save_config, seed_everything, select_device, write_json
 from actormimic.train_experts import describe_choice, final_choice
 from agents.networks import QNetwork, arch_for_obs_shape, make_torso
-from envs import Preset, get_preset, is_minatar, make_vector_env, safe_name
+from envs import Preset, get_preset, is_minatar, make_vector, safe_name
 
 REPO = Path(__file__).resolve().parents[1]
 METHOD = "sb3-dqn"
@@ -67,7 +67,7 @@ class OurEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, game: str, preset: Preset, seed: int) -> None:
-        self.venv = make_vector_env(game, preset, 1, seed)
+        self.venv = make_vector(game, preset, 1, seed)
         # MinAtar maps are 0/1; high=1 also keeps SB3 from treating them as images (no transpose, no /255)
         high = 1 if preset.is_minatar else 255
         self.observation_space = gym.spaces.Box(0, high, self.venv.obs_shape, np.uint8)

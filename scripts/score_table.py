@@ -21,7 +21,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     args = parser.parse_args(argv)
 
-    table = score_table(load_runs(args.run_dirs), human_table=args.human_table, n_boot=args.n_boot, seed=args.seed)
+    try:
+        table = score_table(load_runs(args.run_dirs), human_table=args.human_table, n_boot=args.n_boot, seed=args.seed)
+    except (ValueError, FileNotFoundError) as error:  # no eval.json, a corrupt one, mixed protocols
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
     prefix = Path(args.out)
     markdown = to_markdown(table)
     outputs = {".md": markdown, ".csv": to_csv(table), ".json": json.dumps(table, indent=2) + "\n"}

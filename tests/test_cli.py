@@ -100,8 +100,9 @@ def test_game_weights_follow_the_resolved_game_names() -> None:
     assert resolve_weights({"PongNoFrameskip-v4": 3.0}, games) == {"Pong": 3.0}
     config = DistillConfig(games=games, batch_size=32, game_weights=resolve_weights({"pong": 3.0}, games))
     assert batch_shares(config) == {"Pong": 24, "Breakout": 8}
-    with pytest.raises(RunError, match="game_weights.Asterix"):
-        resolve_weights({"Asterix": 1.0}, games)
+    for unknown in ("Asterix", "Foo"):
+        with pytest.raises(RunError, match=rf"game_weights.{unknown}: .*allowed: Pong, Breakout"):
+            resolve_weights({unknown: 1.0}, games)
 
 
 def test_bad_config_file_exits_2_naming_file_key_and_value(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

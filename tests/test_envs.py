@@ -19,7 +19,7 @@ from envs import (
     game_action_ids,
     get_preset,
     is_minatar,
-    make_vector_env,
+    make_vector,
     resolve_game,
     safe_name,
     union_actions,
@@ -115,9 +115,9 @@ def test_preset_validation_and_unknown():
 
 def test_preset_platform_mismatch():
     with pytest.raises(ValueError):
-        make_vector_env("Breakout", "minatar", 1, 0)
+        make_vector("Breakout", "minatar", 1, 0)
     with pytest.raises(ValueError):
-        make_vector_env("MinAtar/Breakout", "nature", 1, 0)
+        make_vector("MinAtar/Breakout", "nature", 1, 0)
     with pytest.raises(ValueError):
         game_action_ids("MinAtar/Breakout", "machado")
 
@@ -158,7 +158,7 @@ def test_union_and_index_map():
 
 # ----------------------------------------------------------------------------- ALE env layer
 def test_ale_env_attributes_and_reset_padding():
-    with make_vector_env("ALE/Breakout-v5", "nature", 3, seed=1) as env:
+    with make_vector("ALE/Breakout-v5", "nature", 3, seed=1) as env:
         assert isinstance(env, VectorEnv)
         assert env.game == "Breakout" and env.preset.name == "nature"
         assert env.num_envs == 3 and env.action_ids == (0, 1, 3, 4) and env.n_actions == 4
@@ -173,12 +173,12 @@ def test_ale_env_attributes_and_reset_padding():
         for a in (r.terminated, r.truncated, r.autoreset, r.game_over):
             assert a.dtype == np.bool_ and a.shape == (3,)
         assert not r.obs[:, :2].any() and r.obs[:, 2:].any()
-    with make_vector_env("Pong", "machado", 2, seed=0) as env:
+    with make_vector("Pong", "machado", 2, seed=0) as env:
         assert env.n_actions == 18 and env.action_ids == tuple(range(18))
 
 
 def test_ale_api_errors():
-    env = make_vector_env("Breakout", "nature", 2, seed=0)
+    env = make_vector("Breakout", "nature", 2, seed=0)
     with pytest.raises(RuntimeError):
         env.step(np.zeros(2, dtype=np.int64))  # before reset
     env.reset()
@@ -209,7 +209,7 @@ def test_ale_matches_gymnasium_pipeline():
 
     gym.register_envs(ale_py)
     p = _plain("nature", episodic_life=False, clip_rewards=False)
-    env = make_vector_env("Breakout", p, 2, seed=3)
+    env = make_vector("Breakout", p, 2, seed=3)
     g = gym.make("ALE/Breakout-v5", frameskip=1, repeat_action_probability=0.0,
                  full_action_space=False, max_num_frames_per_episode=108_000)
     g = AtariPreprocessing(g, noop_max=0, frame_skip=4, screen_size=84, terminal_on_life_loss=False,
@@ -250,7 +250,7 @@ def test_ale_matches_gymnasium_pipeline_more(game, grayscale):
 
     gym.register_envs(ale_py)
     p = _plain("nature", episodic_life=False, clip_rewards=False, grayscale=grayscale)
-    env = make_vector_env(game, p, 1, seed=0)
+    env = make_vector(game, p, 1, seed=0)
     g = gym.make(f"ALE/{game}-v5", frameskip=1, repeat_action_probability=0.0)
     g = AtariPreprocessing(g, noop_max=0, frame_skip=4, terminal_on_life_loss=False,
                            grayscale_obs=grayscale)
@@ -275,7 +275,7 @@ def test_ale_matches_gymnasium_pipeline_more(game, grayscale):
 def test_raw_rewards_not_clipped_and_returns():
     """SpaceInvaders scores 5..30 per alien: raw_reward > 1 while reward is its sign; a finished game
     reports the raw sum over the whole game and the sum of its clipped rewards."""
-    env = make_vector_env("SpaceInvaders", "nature", 4, seed=0)
+    env = make_vector("SpaceInvaders", "nature", 4, seed=0)
     env.reset()
     rng = np.random.default_rng(1)
     sums, clipped_sums = np.zeros(4), np.zeros(4)
@@ -300,7 +300,7 @@ def test_life_loss_episodic_life_and_full_game_return():
     """Breakout under ``nature``: a life loss sets terminated but not game_over, does not reset
     (lives go on, stack shifts by one frame, next step is no autoreset); the game's reported
     return is the raw sum over all its lives; game over -> next step autoresets."""
-    env = make_vector_env("Breakout", "nature", 2, seed=7)
+    env = make_vector("Breakout", "nature", 2, seed=7)
     obs = env.reset()
     rng = np.random.default_rng(2)
     ret = np.zeros(2)
@@ -337,7 +337,7 @@ def test_life_loss_episodic_life_and_full_game_return():
 
 
 def test_no_life_signal_without_episodic_life():
-    env = make_vector_env("Breakout", _plain("machado"), 1, seed=0)
+    env = make_vector("Breakout", _plain("machado"), 1, seed=0)
     env.reset()
     for _ in range(3000):
         r = env.step(np.array([FIRE]))  # FIRE only: the ball is launched and missed
@@ -351,7 +351,7 @@ def test_no_life_signal_without_episodic_life():
 
 def test_truncation_at_cap_then_autoreset():
     p = _plain("nature", max_episode_frames=100)  # 100 frames / frame skip 4 = 25 steps
-    env = make_vector_env("Pong", p, 2, seed=0)
+    env = make_vector("Pong", p, 2, seed=0)
     env.reset()
     for t in range(25):
         r = env.step(np.zeros(2, dtype=np.int64))
@@ -372,7 +372,7 @@ def test_send_recv_matches_step_and_seeding():
     actions = rng.integers(0, 4, size=(60, 3))
 
     def run(seed, async_=False):
-        env = make_vector_env("Breakout", "nature", 3, seed=seed)
+        env = make_vector("Breakout", "nature", 3, seed=seed)
         out = [env.reset()]
         for a in actions:
             if async_:
@@ -391,7 +391,7 @@ def test_send_recv_matches_step_and_seeding():
 
 
 def test_reset_with_seed_is_reproducible():
-    env = make_vector_env("Breakout", "nature", 2, seed=0)
+    env = make_vector("Breakout", "nature", 2, seed=0)
     rng = np.random.default_rng(4)
     acts = rng.integers(0, 4, size=(30, 2))
     seqs = []
@@ -407,7 +407,7 @@ def test_reset_with_seed_is_reproducible():
 @pytest.mark.parametrize("game", ["MinAtar/Breakout", "MinAtar/SpaceInvaders", "MinAtar/Freeway",
                                   "MinAtar/Asterix", "MinAtar/Seaquest"])
 def test_minatar_env(game):
-    env = make_vector_env(game, "minatar", 3, seed=0)
+    env = make_vector(game, "minatar", 3, seed=0)
     c = env.frame_channels
     assert env.obs_shape == (c, 10, 10)
     assert env.action_ids == game_action_ids(game, "minatar")
@@ -422,7 +422,7 @@ def test_minatar_env(game):
 
 def test_minatar_deterministic_and_returns():
     def run(seed, n=300):
-        env = make_vector_env("MinAtar/Breakout", "minatar", 2, seed=seed)
+        env = make_vector("MinAtar/Breakout", "minatar", 2, seed=seed)
         rng = np.random.default_rng(9)
         obs, rew, fin = [env.reset()], [], []
         ret = np.zeros(2)
@@ -452,7 +452,7 @@ def test_minatar_deterministic_and_returns():
 def test_minatar_truncation_and_stack():
     p = dataclasses.replace(get_preset("minatar"), max_episode_frames=10, frame_stack=2,
                             sticky_action_prob=0.0)
-    env = make_vector_env("MinAtar/Freeway", p, 2, seed=0)  # Freeway never ends before 10 steps
+    env = make_vector("MinAtar/Freeway", p, 2, seed=0)  # Freeway never ends before 10 steps
     c = env.frame_channels
     assert env.obs_shape == (2 * c, 10, 10)
     obs = env.reset()
@@ -469,7 +469,7 @@ def test_minatar_truncation_and_stack():
 
 # ----------------------------------------------------------------------------- packaging
 def test_envs_does_not_import_project_packages():
-    code = ("import sys, envs; envs.make_vector_env('MinAtar/Breakout', 'minatar', 1, 0).reset();"
+    code = ("import sys, envs; envs.make_vector('MinAtar/Breakout', 'minatar', 1, 0).reset();"
             "bad = [m for m in sys.modules if m.split('.')[0] in ('actormimic', 'agents')];"
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

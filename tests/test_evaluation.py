@@ -14,7 +14,7 @@ from actormimic.cli import main
 from actormimic.evaluation import (StateReservoir, evaluate_policy, evaluate_with_fidelity, fidelity, get_protocol,
                                    protocol_for)
 from actormimic.runtime import RunError
-from envs import Finished, StepResult, get_preset, make_vector_env
+from envs import Finished, StepResult, get_preset, make_vector
 
 
 def test_protocol_settings() -> None:
@@ -81,7 +81,7 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> list[ScriptedEnv]:
         made.append(ScriptedEnv(num_envs, length=5, action_ids=(0, 1, 3, 4)))
         return made[-1]
 
-    monkeypatch.setattr(evaluation, "make_vector_env", make)
+    monkeypatch.setattr(evaluation, "make_vector", make)
     return made
 
 
@@ -119,7 +119,7 @@ def test_frame_cap_ends_evaluation_episodes() -> None:
 
 def test_no_op_starts_stay_within_bounds_and_vary() -> None:
     preset = dataclasses.replace(get_preset("nature"), fire_reset=False)
-    env = make_vector_env("Pong", preset, 8, seed=3)
+    env = make_vector("Pong", preset, 8, seed=3)
     try:
         _, info = env._env.reset(seed=np.arange(8))  # the backend reports the frames played at reset
         frames = np.asarray(info["episode_frame_number"])
@@ -162,7 +162,7 @@ def test_evaluate_with_fidelity_on_minatar(monkeypatch: pytest.MonkeyPatch) -> N
     q_net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4 * 10 * 10, 3))  # Breakout: 4 channels, 3 actions
     teacher = lambda obs: q_net(obs.float())  # noqa: E731
     protocol = get_protocol("minatar", "MinAtar/Breakout", episodes=4, epsilon=0.0)
-    actions = list(make_vector_env("MinAtar/Breakout", "minatar", 1, 0).action_ids)
+    actions = list(make_vector("MinAtar/Breakout", "minatar", 1, 0).action_ids)
     returns, itself = evaluate_with_fidelity(lambda obs: teacher(obs).argmax(-1), actions, "MinAtar/Breakout",
                                              protocol, teacher, num_envs=2, seed=1)
     assert len(returns) == 4 and itself["agreement"] == 1.0 and itself["regret"] == 0.0 and itself["states"] > 0

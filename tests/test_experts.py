@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from actormimic.checkpoint import CheckpointError
+from agents.checkpoint import CheckpointError
 from agents import QNetwork, load_expert, save_expert
 
 PONG_ACTIONS = [0, 1, 3, 4, 11, 12]

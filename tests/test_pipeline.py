@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from actormimic.checkpoint import load_checkpoint, save_checkpoint
+from agents.checkpoint import load_checkpoint, save_checkpoint
 from actormimic.cli import main
 from actormimic.config import ExpertsConfig, load_config
 from actormimic.evaluation import get_protocol
@@ -54,6 +54,7 @@ def test_train_experts_writes_checkpoints_eval_and_tensorboard(experts: Path) ->
         last = load_checkpoint(folder / "expert.pt", kind="expert")
         best = load_checkpoint(folder / "expert-best.pt", kind="expert")
         assert last["label"] == "last" and best["label"] == "best"
+        assert best["counters"]["step"] == best["step"] and {"python", "numpy", "torch"} <= set(best["rng"])
         assert last["counters"]["finished"] and last["counters"]["step"] >= 1600
         assert last["preset"]["name"] == "minatar" and last["action_ids"]
         result = json.loads((folder / "eval.json").read_text())
@@ -174,6 +175,26 @@ def test_distill_and_evaluate_a_student(experts: Path, tmp_path: Path, loss: str
     _init_torso(q_net, str(out / "student.pt"))
     torso = {k.removeprefix("torso."): v for k, v in student["model"].items() if k.startswith("torso.")}
     assert all(torch.equal(q_net.torso.state_dict()[k], v) for k, v in torso.items())
+
+
+def test_distill_scores_the_experts_on_other_episodes_than_their_selection(experts: Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """With equal seeds, the students' expert reference must not replay the episodes that picked the expert's
+    network (that score is biased upwards; see final_choice)."""
+    import actormimic.distill as distill_module
+
+    seeds = []
+    real = distill_module.evaluate_policy
+
+    def spy(*args, seed, **kwargs):
+        seeds.append(seed)
+        return real(*args, seed=seed, **kwargs)
+
+    monkeypatch.setattr(distill_module, "evaluate_policy", spy)
+    assert main(["distill", "--games", "MinAtar/Breakout", "--experts", str(experts), "--out", str(tmp_path / "s"),
+                 *TINY_DISTILL, "--set", "eval.interval=0", "--steps", "600"]) == 0
+    summary = json.loads((experts / "MinAtar-Breakout" / "eval.json").read_text())["final_choice"]
+    assert seeds and not {summary["selection_seed"], summary["report_seed"]} & set(seeds)
 
 
 def test_training_loops_synchronise_only_to_fetch_actions(experts: Path, tmp_path: Path,
@@ -373,7 +394,7 @@ def test_checkpoint_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.Monkey
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", full_disk)
-    from actormimic.checkpoint import CheckpointError
+    from agents.checkpoint import CheckpointError
 
     with pytest.raises(CheckpointError, match="No space left"):
         save_checkpoint(path, {"value": 2}, kind="expert")
@@ -454,4 +475,6 @@ losses: [ce, cc]
         assert (out / name).stat().st_size > 0
     assert main(["quickstart", "--config", str(config), "--out", str(out)]) == 2  # never overwritten silently
     assert main(["quickstart", "--config", str(config), "--out", str(out), "--resume"]) == 0
+    assert "already finished" in capsys.readouterr().out
+    assert main(["quickstart", "--out", str(out), "--resume"]) == 0  # without --config: the run's own
     assert "already finished" in capsys.readouterr().out

@@ -295,6 +295,16 @@ def test_scripts_end_to_end(runs_root: Path, tmp_path: Path) -> None:
     assert (out / "cmp.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_scripts_refuse_bad_runs_with_exit_2(tmp_path: Path) -> None:
+    write_eval(tmp_path / "a", "ce", 0, {"Pong": [1.0]}, protocol="nature")
+    write_eval(tmp_path / "b", "cc", 0, {"Pong": [2.0]}, protocol="machado")
+    for args in (["score_table", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "t")],
+                 ["compare", "--a", str(tmp_path / "a"), "--b", str(tmp_path / "empty"), "--out", str(tmp_path / "c")]):
+        done = subprocess.run([sys.executable, str(REPO / "scripts" / f"{args[0]}.py"), *args[1:]],
+                              capture_output=True, text=True)
+        assert done.returncode == 2 and "error:" in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
 @pytest.mark.parametrize("name", ["score_table", "learning_curves", "compare"])
 def test_script_help(name: str) -> None:
     assert "usage:" in run_script(name, "--help")

@@ -87,11 +87,11 @@ def test_stream_logs_raw_and_clipped_game_returns(tmp_path) -> None:
     from actormimic.loop import GameStream
     from actormimic.replay import ReplayBuffer
     from actormimic.runtime import Monitor
-    from envs import make_vector_env
+    from envs import make_vector
 
     monitor = Monitor(tmp_path, "test", "nature", 100, interval=1e9)
     for game, preset in (("SpaceInvaders", "nature"), ("MinAtar/Breakout", "minatar")):
-        env = make_vector_env(game, preset, 1, seed=0)
+        env = make_vector(game, preset, 1, seed=0)
         frame = (env.frame_channels, *env.obs_shape[1:])
         stream = GameStream(env, ReplayBuffer(10_000, 1, frame, env.preset.frame_stack), torch.device("cpu"))
         stream.reset(seed=0)

@@ -16,7 +16,7 @@ from actormimic.config import ExpertsConfig, load_config
 from actormimic.reports import load_runs, read_eval_curves, score_table, validate_eval_result
 from actormimic.runtime import RunError
 from agents.networks import QNetwork
-from envs import get_preset, make_vector_env
+from envs import get_preset, make_vector
 
 pytest.importorskip("stable_baselines3")
 
@@ -88,7 +88,7 @@ def test_network_is_our_qnetwork_and_hyperparameters_map() -> None:
         assert model.target_update_interval // model.n_envs * model.n_envs == config.target_update_interval
         assert model.exploration_schedule(1.0) == 1.0 and model.exploration_schedule(0.9) == pytest.approx(0.01)
         assert model.tau == 1.0 and model.max_grad_norm == 10.0 and model.learning_starts == 5000
-        assert action_ids == list(make_vector_env(GAME, "minatar", 1, 0).action_ids)
+        assert action_ids == list(make_vector(GAME, "minatar", 1, 0).action_ids)
     finally:
         model.env.close()
 
@@ -96,7 +96,7 @@ def test_network_is_our_qnetwork_and_hyperparameters_map() -> None:
 def test_env_wrapper_gives_our_observations_and_truncation() -> None:
     preset = dataclasses.replace(get_preset("minatar"), max_episode_frames=4)
     env = peer.OurEnv(GAME, preset, seed=0)
-    ours = make_vector_env(GAME, preset, 1, seed=0)
+    ours = make_vector(GAME, preset, 1, seed=0)
     obs, _ = env.reset(seed=7)
     assert obs.dtype == np.uint8 and obs.shape == (4, 10, 10)
     np.testing.assert_array_equal(obs, ours.reset(seed=7)[0])
