@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from types import SimpleNamespace
 from typing import NamedTuple
 
@@ -417,3 +419,11 @@ def test_student_updates_in_one_call_equal_one_call_each(loss: str) -> None:
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     with pytest.raises(ValueError, match="does not split into 5"):
         learners[0].update(batches, step=8, count=5)
+
+
+def test_agents_import_only_the_framework_modules_architecture_allows():
+    """ARCHITECTURE.md: agents may use actormimic.cc, actormimic.losses and actormimic.replay, nothing else of it."""
+    code = ("import sys, agents; allowed = {'actormimic', 'actormimic.cc', 'actormimic.losses', 'actormimic.replay'};"
+            "bad = [m for m in sys.modules if m.split('.')[0] == 'actormimic' and m not in allowed];"
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
