@@ -427,3 +427,31 @@ def test_agents_import_only_the_framework_modules_architecture_allows():
             "bad = [m for m in sys.modules if m.split('.')[0] == 'actormimic' and m not in allowed];"
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_update_clips_the_gradient_norm() -> None:
+    """One update equals a hand-written step: Huber TD loss, clip_grad_norm_(max_grad_norm), Adam."""
+    agent = table_dqn(True, lr=0.1, max_grad_norm=1e-4)
+    reference = copy.deepcopy(agent.online)
+    adam = torch.optim.Adam(reference.parameters(), lr=0.1, eps=1.5e-4)
+    target = agent.td_target(BATCH.reward, BATCH.next_obs, BATCH.done, BATCH.discount)
+    q = reference(BATCH.obs).gather(1, BATCH.action.unsqueeze(1)).squeeze(1)
+    F.smooth_l1_loss(q, target).backward()
+    torch.nn.utils.clip_grad_norm_(reference.parameters(), 1e-4)
+    adam.step()
+    metrics = agent.update(BATCH)
+    assert metrics["train/grad_norm"].item() > 1e-4  # the pre-clip norm is reported, and clipping was needed
+    torch.testing.assert_close(agent.online.table, reference.table)
+
+
+def test_learner_weights_each_game_by_its_share_of_the_batch() -> None:
+    student = make_student()
+    learner = ActorMimicLearner(student, loss="ce", temperature=1.0, temperature_on="teacher", lr=1e-3,
+                                adam_eps=1e-8, max_grad_norm=10.0)
+    obs = {"pong": obs_batch(2, seed=1), "breakout": obs_batch(6, seed=2)}
+    q = {g: torch.randn(len(o), student.n_actions(g), generator=torch.Generator().manual_seed(i))
+         for i, (g, o) in enumerate(obs.items())}
+    with torch.no_grad():
+        per_game = {g: distillation_loss("ce", student.logits(obs[g], g), q[g])[0] for g in obs}
+    logs = learner.update({g: SimpleNamespace(obs=obs[g], payload=q[g]) for g in obs}, step=1)
+    torch.testing.assert_close(logs["loss/total"], (2 * per_game["pong"] + 6 * per_game["breakout"]) / 8)

@@ -473,3 +473,17 @@ def test_envs_does_not_import_project_packages():
             "bad = [m for m in sys.modules if m.split('.')[0] in ('actormimic', 'agents')];"
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("game,preset", [("MinAtar/Breakout", "minatar"), ("Breakout", "nature")])
+def test_sticky_probability_reaches_the_backend(game: str, preset: str) -> None:
+    """With sticky probability 1 the first action (NOOP) repeats forever: random actions play like all-NOOP."""
+    p = _plain(preset, sticky_action_prob=1.0)
+    observations = []
+    for actions in (np.random.default_rng(0).integers(0, 3, (60, 2)), np.zeros((60, 2), dtype=np.int64)):
+        env = make_vector(game, p, 2, seed=5)
+        frames = [env.reset(seed=5)]
+        frames += [env.step(a).obs for a in actions]
+        env.close()
+        observations.append(np.stack(frames))
+    assert np.array_equal(*observations)

@@ -179,3 +179,31 @@ def test_evaluate_with_fidelity_on_minatar(monkeypatch: pytest.MonkeyPatch) -> N
     assert constant["states"] == len(visited)
     assert constant["agreement"] == pytest.approx(float((q[:, 0] == q.max(-1).values).float().mean()))
     assert constant["regret"] == pytest.approx(float((q.max(-1).values - q[:, 0]).mean()), rel=1e-5)
+
+
+class UnequalEnv(ScriptedEnv):
+    """Env i's games last i + 1 steps and score i + 1."""
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        self.actions.append(actions.copy())
+        self.t += 1
+        lengths = np.arange(1, self.num_envs + 1)
+        done = self.t % lengths == 0
+        zeros = np.zeros(self.num_envs, dtype=bool)
+        finished = [Finished(int(i), float(lengths[i]), int(lengths[i]), 0.0) for i in np.flatnonzero(done)]
+        return StepResult(self.reset(), np.zeros(self.num_envs, np.float32), np.zeros(self.num_envs, np.float32),
+                          done, zeros, zeros, done, finished)
+
+
+def test_short_episodes_are_not_over_represented(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(evaluation, "make_vector", lambda game, preset, n, seed: UnequalEnv(n, 1, (0, 1, 3, 4)))
+    protocol = dataclasses.replace(get_protocol("minatar", "MinAtar/Breakout"), episodes=8, epsilon=0.0)
+    returns = evaluate_policy(lambda obs: torch.zeros(len(obs), dtype=torch.long), [0, 1, 3, 4],
+                              "MinAtar/Breakout", protocol, num_envs=4, seed=0)
+    assert sorted(returns) == [1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0]  # 2 episodes from each env, not the first 8 ends
+
+
+def test_random_baseline_draws_actions_uniformly(scripted: list[ScriptedEnv]) -> None:
+    evaluation.random_score.__wrapped__("MinAtar/Breakout", get_protocol("minatar", "MinAtar/Breakout"))
+    actions = np.concatenate(scripted[-1].actions)
+    assert len(actions) >= 500 and all(abs(np.mean(actions == a) - 0.25) < 0.05 for a in range(4))

@@ -147,11 +147,24 @@ def test_a_periodic_evaluation_at_the_last_step_is_not_repeated(tmp_path: Path,
     ("cc", ["--set", "schedule=blocks", "--set", "block_steps=400", "--set", "feature_beta=0.01"], 400),
 ])
 def test_distill_and_evaluate_a_student(experts: Path, tmp_path: Path, loss: str, variant: list[str], updates: int,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+                                        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import agents.amn as amn
+
+    games = ("MinAtar/Breakout", "MinAtar/SpaceInvaders")
+    real, calls = amn.ActorMimicLearner.update, []
+
+    def spy(self, batches, step, count=1):
+        calls.append((step, count, {g: len(b.obs) for g, b in batches.items()}))
+        return real(self, batches, step, count)
+
+    monkeypatch.setattr(amn.ActorMimicLearner, "update", spy)
     out = tmp_path / f"student-{loss}"
-    code = main(["distill", "--games", "MinAtar/Breakout", "MinAtar/SpaceInvaders", "--experts", str(experts),
-                 "--loss", loss, "--out", str(out), *TINY_DISTILL, *variant])
+    code = main(["distill", "--games", *games, "--experts", str(experts), "--loss", loss, "--out", str(out),
+                 *TINY_DISTILL, *variant])
     assert code == 0
+    # mixed: each gradient step sees the batch of 16 split 8/8; blocks: 16 rows of the game whose block holds the step
+    for step, count, sizes in calls:
+        assert sizes == ({games[(step // 400) % 2]: 16 * count} if variant else {g: 8 * count for g in games})
     student = load_checkpoint(out / "student.pt", kind="student")
     assert student["method"] == loss and student["counters"]["updates"] == updates
     result = json.loads((out / "eval.json").read_text())

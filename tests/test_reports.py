@@ -308,3 +308,11 @@ def test_scripts_refuse_bad_runs_with_exit_2(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["score_table", "learning_curves", "compare"])
 def test_script_help(name: str) -> None:
     assert "usage:" in run_script(name, "--help")
+
+
+def test_score_table_uses_the_requested_human_table(tmp_path: Path) -> None:
+    write_eval(tmp_path / "a", "ce", 0, {"Pong": [-10.0, 0.0]})
+    runs = load_runs([tmp_path])
+    for table, human in (("agent57", 14.6), ("nature", 9.3)):
+        pong = score_table(runs, human_table=table, n_boot=50)["methods"]["ce"]["games"]["Pong"]
+        assert pong["human_normalized"] == pytest.approx((-5.0 + 20.7) / (human + 20.7))

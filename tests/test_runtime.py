@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from actormimic import runtime
+from actormimic.loop import Every, UpdateCredit
 from actormimic.runtime import ThreadTuner, thread_tuner, write_json
 
 
@@ -141,3 +142,44 @@ def test_select_device_stops_every_update_from_faulting_its_memory_in_again() ->
         return float(done.stdout.split()[-1])
 
     assert faults("kept") < 100, faults("default")
+
+
+def test_update_credit_carries_the_fractional_remainder() -> None:
+    credit = UpdateCredit(0.25)
+    assert sum(credit.earn(3) for _ in range(100)) == 75  # 300 steps at 0.25 updates per step
+    assert UpdateCredit(2.0).earn(4) == 8
+
+
+def test_every_fires_once_per_crossed_multiple_without_drift() -> None:
+    every = Every(10)
+    assert [s for s in range(4, 100, 4) if every(s)] == [12, 20, 32, 40, 52, 60, 72, 80, 92]
+    assert every.fired_at == 92
+    resumed = Every(10, start=25)
+    assert [s for s in (28, 30, 33, 40) if resumed(s)] == [30, 40]
+    assert not any(Every(0)(s) for s in range(0, 100, 7))
+
+
+def test_stream_stores_the_payload_of_the_observation_acted_in() -> None:
+    """The payload (a teacher's Q-values in distill) sampled with a transition is payload(batch.obs), not that of
+    the next observation."""
+    import numpy as np
+    import torch
+
+    from actormimic.loop import GameStream
+    from actormimic.replay import ReplayBuffer
+    from envs import make_vector
+
+    env = make_vector("MinAtar/Breakout", "minatar", 2, seed=0)
+    frame = (env.frame_channels, *env.obs_shape[1:])
+    payload = lambda obs: obs.flatten(1).float()  # noqa: E731  (identifies the frame exactly)
+    replay = ReplayBuffer(1000, 2, frame, env.preset.frame_stack, payload_shape=(int(np.prod(env.obs_shape)),))
+    stream = GameStream(env, replay, torch.device("cpu"), payload=payload)
+    stream.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        actions = rng.integers(0, env.n_actions, 2)
+        stream.send(torch.as_tensor(actions), actions)
+        stream.recv(None, 0)
+    stream.close()
+    batch = replay.sample(256, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(batch.payload, payload(batch.obs))

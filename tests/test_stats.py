@@ -178,3 +178,9 @@ def test_probability_of_improvement_matches_mann_whitney() -> None:
     assert result["ci95"][0] <= result["value"] <= result["ci95"][1]
     with pytest.raises(ValueError, match="same number of games"):
         probability_of_improvement(x, y[:, :2])
+
+
+def test_median_is_the_median_of_per_game_run_means() -> None:
+    result = aggregate(np.array([[0.0, 0.0, 10.0], [2.0, 4.0, 10.0]]), n_boot=10)
+    assert result["median"]["value"] == 2.0  # per-game means [1, 2, 10]; the pooled median would be 3
+    assert result["mean"]["value"] == np.mean([1.0, 2.0, 10.0])
