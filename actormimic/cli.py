@@ -170,8 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
-    from agents.checkpoint import CheckpointError
     from actormimic.runtime import Interrupted, RunError
+    from agents.checkpoint import CheckpointError
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -16,7 +16,6 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from agents.checkpoint import load_checkpoint, save_checkpoint
 from actormimic.config import DistillConfig, check_resumed_config, config_to_dict, load_config
 from actormimic.evaluation import aggregate_games, evaluate_policy, evaluate_with_fidelity, protocol_for, random_score
 from actormimic.loop import Every, GameStream, RunClock, UpdateCredit, send_all
@@ -26,6 +25,7 @@ from actormimic.runtime import (Interrupted, Monitor, RunError, StopRequested, p
                                 save_config, seed_everything, select_device, set_rng_state, thread_tuner, write_json)
 from actormimic.train_experts import check_games
 from agents.amn import ActorMimicLearner, Student
+from agents.checkpoint import load_checkpoint, save_checkpoint
 from agents.dqn import epsilon_schedule
 from agents.experts import Expert, load_expert
 from agents.networks import arch_for_obs_shape, set_precision

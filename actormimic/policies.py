@@ -8,9 +8,9 @@ from typing import Callable, Sequence
 
 import torch
 
-from agents.checkpoint import load_checkpoint
 from actormimic.runtime import RunError
 from agents.amn import Student
+from agents.checkpoint import load_checkpoint
 from agents.experts import load_expert
 from agents.networks import QNetwork
 

@@ -19,7 +19,6 @@ from typing import Any, Callable, Mapping, NamedTuple
 import numpy as np
 import torch
 
-from agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from actormimic.config import ExpertsConfig, check_resumed_config, config_to_dict, load_config
 from actormimic.evaluation import Protocol, evaluate_policy, protocol_for, random_score, resolve_checked
 from actormimic.loop import Every, GameStream, RunClock, UpdateCredit, send_all
@@ -27,6 +26,7 @@ from actormimic.replay import ReplayBuffer
 from actormimic.reports import game_result
 from actormimic.runtime import (Interrupted, Monitor, RunError, StopRequested, prepare_run_dir, rng_state,
                                 save_config, seed_everything, select_device, set_rng_state, thread_tuner, write_json)
+from agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from agents.dqn import DQN, epsilon_schedule
 from agents.networks import QNetwork, arch_for_obs_shape, set_precision
 from envs import get_preset, is_minatar, make_vector, safe_name

@@ -31,10 +31,10 @@ from typing import Any
 
 import torch
 
-from agents.checkpoint import load_checkpoint
 from actormimic.config import DistillConfig, ExpertsConfig, load_config
 from actormimic.runtime import FREED_MEMORY_KEPT, write_json
 from actormimic.train_experts import train_one_game
+from agents.checkpoint import load_checkpoint
 from envs import is_minatar, resolve_game, safe_name
 
 

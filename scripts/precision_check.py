@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.checkpoint import load_checkpoint
 from actormimic.evaluation import FIDELITY_STATES, StateReservoir, evaluate_policy, fidelity_of_actions, get_protocol
 from actormimic.runtime import write_json
+from agents.checkpoint import load_checkpoint
 from agents.networks import QNetwork, set_precision
 
 

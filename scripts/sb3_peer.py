@@ -34,12 +34,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.checkpoint import save_checkpoint
 from actormimic.config import ConfigError, ExpertsConfig, load_config
 from actormimic.evaluation import evaluate_policy, get_protocol, resolve_checked
 from actormimic.loop import Every
 from actormimic.runtime import RunError, prepare_run_dir, save_config, seed_everything, select_device, write_json
 from actormimic.train_experts import describe_choice, final_choice
+from agents.checkpoint import save_checkpoint
 from agents.networks import QNetwork, arch_for_obs_shape, make_torso
 from envs import Preset, get_preset, is_minatar, make_vector, safe_name
 

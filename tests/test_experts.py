@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents.checkpoint import CheckpointError
 from agents import QNetwork, load_expert, save_expert
+from agents.checkpoint import CheckpointError
 
 PONG_ACTIONS = [0, 1, 3, 4, 11, 12]
 ATARI = (4, 84, 84)

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from agents.checkpoint import load_checkpoint, save_checkpoint
 from actormimic.cli import main
 from actormimic.config import ExpertsConfig, load_config
 from actormimic.evaluation import get_protocol
 from actormimic.reports import read_eval_curves
 from actormimic.train_experts import _init_torso
+from agents.checkpoint import load_checkpoint, save_checkpoint
 from agents.networks import QNetwork
 
 ROOT = Path(__file__).resolve().parents[1]
