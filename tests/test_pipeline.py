@@ -336,17 +336,28 @@ def test_evaluation_is_deterministic_for_a_seed(experts: Path, tmp_path: Path) -
     assert runs[0] == runs[1]
 
 
-def test_training_is_repeatable_with_a_fixed_thread_count(tmp_path: Path) -> None:
-    """Same seed and a fixed cpu_threads: the same trained network, bit for bit (README, Configs)."""
+def test_training_is_repeatable_with_a_fixed_thread_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same seed and a fixed cpu_threads: the same trained network, bit for bit (README, Configs); the schedules
+    count agent steps summed over the envs."""
+    import actormimic.train_experts as train_experts
+
+    decays, intervals = set(), set()
+    schedule, dqn = train_experts.epsilon_schedule, train_experts.DQN
+    monkeypatch.setattr(train_experts, "epsilon_schedule",
+                        lambda step, start, end, steps: decays.add(steps) or schedule(step, start, end, steps))
+    monkeypatch.setattr(train_experts, "DQN",
+                        lambda *a, **k: intervals.add(k["target_update_interval"]) or dqn(*a, **k))
     models = []
     for name in ("a", "b"):
         assert main(["train-experts", "--config", SMOKE, "--games", "MinAtar/Breakout", "--steps", "1500",
                      "--set", "cpu_threads=1", "--set", "eval.interval=0", "--set", "eval.final_episodes=0",
                      "--out", str(tmp_path / name)]) == 0
         checkpoint = load_checkpoint(tmp_path / name / "MinAtar-Breakout" / "expert.pt", kind="expert")
-        assert checkpoint["counters"]["updates"] > 100
+        assert checkpoint["counters"]["updates"] == (1500 - 500) // 4  # one per 4 agent steps from learning_starts
         models.append(checkpoint["model"])
     assert all(torch.equal(models[0][key], models[1][key]) for key in models[0])
+    # epsilon decays over 10% of the 1,500 steps; the target syncs every 200 agent steps = 50 updates
+    assert decays == {150} and intervals == {50}
 
 
 def test_distill_refuses_missing_and_mismatched_experts(experts: Path, tmp_path: Path,
