@@ -63,13 +63,14 @@ def expert_paths(games: Sequence[str], cli_experts: Sequence[str], configured: d
 def distill(config: DistillConfig, out: str, *, experts: Sequence[str] = (), resume: bool = False,
             overwrite: bool = False) -> dict[str, Any]:
     """Train the student; returns the final evaluation (also written to OUT/eval.json)."""
-    games = check_games(config.games, config.preset)
-    config = dataclasses.replace(config, games=games, game_weights=resolve_weights(config.game_weights, games))
+    config = resolve_names(config)
+    games = config.games
     for game in games:
         protocol_for(config.eval.protocol, game, config.preset)
     if resume:
         saved = prepare_run_dir(out, resume=True, overwrite=overwrite, marker=STUDENT)
-        check_resumed_config(load_config(DistillConfig, saved / "config.yaml"), config, saved / "config.yaml")
+        check_resumed_config(resolve_names(load_config(DistillConfig, saved / "config.yaml")), config,
+                             saved / "config.yaml")
         if not experts:  # the experts the run was started with
             experts = [f"{g}={p}" for g, p in load_checkpoint(saved / STUDENT, kind="student")["experts"].items()]
     paths = expert_paths(games, experts, config.experts)
@@ -263,6 +264,12 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
         return final
     finally:
         monitor.close()
+
+
+def resolve_names(config: DistillConfig) -> DistillConfig:
+    """`config` with its games and game_weights keys resolved to game ids, checked against the preset."""
+    games = check_games(config.games, config.preset)
+    return dataclasses.replace(config, games=games, game_weights=resolve_weights(config.game_weights, games))
 
 
 def resolve_weights(weights: dict[str, float], games: Sequence[str]) -> dict[str, float]:

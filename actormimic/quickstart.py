@@ -31,7 +31,8 @@ def quickstart(config: QuickstartConfig, out: str, *, resume: bool = False, over
     if root.exists() and any(root.iterdir()) and not (resume or overwrite):
         raise RunError(f"{root} is not empty: pass --resume to reuse finished stages or --overwrite")
     started = time.perf_counter()
-    write_text_atomic(root / "config.yaml", dump_config(config))  # what `quickstart --out DIR --resume` reloads
+    if not resume:  # what `quickstart --out DIR --resume` reloads; a resume never rewrites it
+        write_text_atomic(root / "config.yaml", dump_config(config))
     experts_dir = root / "experts"
     print(f"== 1/3 training experts for {', '.join(config.experts.games)} -> {experts_dir}", flush=True)
     train_experts(config.experts, str(experts_dir), resume=resume, overwrite=overwrite)

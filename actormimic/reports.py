@@ -135,15 +135,15 @@ def check_protocol(runs: Sequence[dict]) -> dict:
     setting and both runs if any score-defining setting differs (one missing from an older file is not compared)."""
     if not runs:
         raise ValueError("no runs given")
-    first = runs[0]["protocol"]
-    for run in runs[1:]:
-        other = run["protocol"]
-        for key in _SCORE_SETTINGS:
-            if key in first and key in other and first[key] != other[key]:
+    for key in _SCORE_SETTINGS:
+        having = [run for run in runs if key in run["protocol"]]
+        for run in having[1:]:
+            if run["protocol"][key] != having[0]["protocol"][key]:
                 raise ValueError(
-                    f"cannot mix evaluation protocols in one table: {key}={first[key]!r} "
-                    f"({runs[0].get('path', '?')}) and {key}={other[key]!r} ({run.get('path', '?')})"
+                    f"cannot mix evaluation protocols in one table: {key}={having[0]['protocol'][key]!r} "
+                    f"({having[0].get('path', '?')}) and {key}={run['protocol'][key]!r} ({run.get('path', '?')})"
                 )
+    first = runs[0]["protocol"]
     episodes = sorted({run["protocol"]["episodes"] for run in runs if "episodes" in run["protocol"]})
     return {**first, "episodes": f"{episodes[0]}-{episodes[-1]}"} if len(episodes) > 1 else first
 

@@ -25,11 +25,10 @@ import numpy as np
 import torch
 
 from actormimic.config import DistillConfig, load_config
-from actormimic.distill import batch_shares, build_learner, expert_paths, load_teacher
+from actormimic.distill import batch_shares, build_learner, expert_paths, load_teacher, resolve_names
 from actormimic.evaluation import fidelity_of_actions
 from actormimic.losses import LOSS_KINDS
 from actormimic.runtime import write_json
-from actormimic.train_experts import check_games
 from agents.experts import Expert
 from envs import get_preset, make_vector
 
@@ -111,9 +110,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", help="JSON with every curve (and OUT.md with the final table)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    config = load_config(DistillConfig, args.config, args.set)
-    games = check_games(config.games, config.preset)
-    config = dataclasses.replace(config, games=games)
+    config = resolve_names(load_config(DistillConfig, args.config, args.set))
+    games = config.games
     preset = get_preset(config.preset).name
     paths = expert_paths(games, args.experts, config.experts)
     data = {}

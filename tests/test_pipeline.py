@@ -480,6 +480,9 @@ def test_resume_keeps_the_runs_own_config(experts: Path, tmp_path: Path, capsys:
     assert "loss: 'ce' there, 'cc' now" in capsys.readouterr().err
     assert main(["distill", "--out", str(student), "--resume"]) == 0  # its own config and experts
     assert "already finished" in capsys.readouterr().out
+    saved = student / "config.yaml"  # earlier versions saved game_weights keys as typed
+    saved.write_text(saved.read_text().replace("game_weights: {}", "game_weights: {minatar/breakout: 2.0}"))
+    assert main(["distill", "--out", str(student), "--resume", "--set", "game_weights={MinAtar/Breakout: 2}"]) == 0
 
 
 def test_quickstart_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -502,3 +505,6 @@ losses: [ce, cc]
     assert "already finished" in capsys.readouterr().out
     assert main(["quickstart", "--out", str(out), "--resume"]) == 0  # without --config: the run's own
     assert "already finished" in capsys.readouterr().out
+    saved = (out / "config.yaml").read_text()
+    assert main(["quickstart", "--out", str(out), "--resume", "--set", "experts.lr=0.5"]) == 2
+    assert (out / "config.yaml").read_text() == saved  # a refused resume leaves the run's config as it was

@@ -146,6 +146,9 @@ def test_same_protocol_name_with_other_settings_is_refused(tmp_path: Path) -> No
     write_eval(tmp_path / "c", "cc", 0, {"Pong": [2.0]}, epsilon=0.05, episodes=200)
     table = score_table(load_runs([tmp_path / "a", tmp_path / "c"]))
     assert "nature (episodes=30-200, epsilon=0.05" in to_markdown(table)
+    write_eval(tmp_path / "0-old", "ce", 1, {"Pong": [1.0]}, episodes=30)  # an older file without epsilon, first
+    with pytest.raises(ValueError, match=r"epsilon=0.05 .*epsilon=0.0 "):
+        score_table(load_runs([tmp_path / "0-old", tmp_path / "a", tmp_path / "b"]))
 
 
 def test_duplicate_game_for_one_seed_is_refused(tmp_path: Path) -> None:
