@@ -3,7 +3,8 @@
 #   bash scripts/gpu_checks.sh [CHECK ...]     (default: tests experts threads profile distill, ~6 minutes)
 # Checks, each with its own time limit, everything logged to $OUT/log.txt:
 #   tests    the CUDA-graph correctness tests and the replay tests (on the device)
-#   experts  our expert trainer (fp32 at 64 and 128 envs) against SB3's DQN on Breakout
+#   experts  our expert trainer (fp32 at EXPERT_ENVS, default 64 and 128 envs, for BENCH_SECONDS, default 20)
+#            against SB3's DQN on Breakout
 #   bf16     the same trainer in bf16 at 64 envs
 #   threads  the 64-env fp32 trainer with one torch CPU thread (OMP_NUM_THREADS=1), to set against `experts`
 #   profile  where one loop iteration's time goes (bench.py --profile): experts at 64 envs, distill 8 games
@@ -31,7 +32,8 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log everything,
 check() {
     case $1 in
     tests) step tests 60 python -m pytest -q -p no:cacheprovider tests/test_graphs.py tests/test_replay.py ;;
-    experts) step experts 170 python scripts/bench.py experts --game Breakout --seconds 20 --num-envs 64 128 \
+    experts) step experts 170 python scripts/bench.py experts --game Breakout --seconds "${BENCH_SECONDS:-20}" \
+        --num-envs ${EXPERT_ENVS:-64 128} \
         --precisions fp32 --json "$OUT/bench_experts.json" ;;
     bf16) step bf16 60 python scripts/bench.py experts --game Breakout --seconds 20 --num-envs 64 \
         --precisions bf16 --sb3-seconds 0 --json "$OUT/bench_experts_bf16.json" ;;
