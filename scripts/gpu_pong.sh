@@ -14,4 +14,4 @@ source scripts/device_env.sh  # the wheels of scripts/device_wheels.sh, if carri
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 timeout 580 actormimic train-experts --config configs/experts/pong-8min.yaml --out "$RUN" "$@" 2>&1 | tee "$OUT/train.log"
 cp -r "$RUN/Pong/tb" "$RUN/Pong/eval.json" "$RUN/Pong/expert-best.pt" "$OUT/" 2>/dev/null  # the expert (~7 MB) comes back for a later distillation
-grep "\[eval" "$OUT/train.log" | tail -20
+grep -E "\] eval|final eval" "$OUT/train.log" | tail -20

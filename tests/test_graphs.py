@@ -216,6 +216,9 @@ def test_graphed_dqn_updates_equal_eager_updates(precision: str, count: int) -> 
     batches = [{k: torch.cat([b[k] for b in singles[i:i + count]]) for k in singles[0]}
                for i in range(0, len(singles), count)]
     probe = singles[0]["obs"][:8]
+    # bf16 rounds activations to 8 significant bits, so other cuBLAS kernels inside the graph move the loss by
+    # ~1e-4 relative (1.2e-4 seen on an H200); float32's agreement is ~100x closer
+    loss_rtol = 1e-4 if precision == "fp32" else 2e-3
     metrics, acting = [], []
     for batch in batches:
         metrics.append([agent.update(batch, count=count) for agent in agents])
@@ -224,7 +227,7 @@ def test_graphed_dqn_updates_equal_eager_updates(precision: str, count: int) -> 
         torch.testing.assert_close(graphed, eager, rtol=1e-3, atol=1e-4)
     for eager, graphed in metrics:  # compared at the end: later replays must not overwrite returned metrics
         assert set(graphed) == set(eager)
-        torch.testing.assert_close(graphed["loss/td"], eager["loss/td"], rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(graphed["loss/td"], eager["loss/td"], rtol=loss_rtol, atol=1e-6)
     assert agents[1]._steps[count]._graph is not None  # really captured, not the eager fallback
     _assert_same_training(network, agents[0].online, agents[1].online)
     _assert_same_training(network, agents[0].target, agents[1].target)
