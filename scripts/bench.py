@@ -159,6 +159,12 @@ def bench_config(game: str, seconds: float, learning_starts: int, num_envs: int,
     ])
 
 
+def describe_updates(batch_size: int, updates_per_step: float) -> str:
+    """A trainer's replay ratio in words, e.g. "batch 32, 0.25 per agent step (8 samples per agent step)"."""
+    samples = batch_size * updates_per_step
+    return f"batch {batch_size}, {updates_per_step:g} per agent step ({samples:g} samples per agent step)"
+
+
 def ours_experts(game: str, seconds: float, learning_starts: int, num_envs: int,
                  overrides: list[str], profile: int = 0) -> dict[str, Any]:
     """Our trainer for `seconds` after learning starts; steps/s from its own clock."""
@@ -174,6 +180,7 @@ def ours_experts(game: str, seconds: float, learning_starts: int, num_envs: int,
     return {"steps": steps, "seconds": seconds, "steps_per_s": steps / max(seconds, 1e-9), "num_envs": num_envs,
             "cpu_threads": config.cpu_threads or "auto (timed 1 vs all cores)",
             "torch_threads_at_end": torch.get_num_threads(), "precision": config.precision,
+            "updates": describe_updates(config.batch_size, config.updates_per_step),
             **({"profile": report} if profile else {})}
 
 
@@ -218,7 +225,7 @@ def sb3_experts(game: str, seconds: float, learning_starts: int, threads: int) -
                 device="auto", seed=0)
     steps, elapsed = timed_sb3_learn(model, seconds, learning_starts)
     return {"steps": steps, "seconds": elapsed, "steps_per_s": steps / max(elapsed, 1e-9), "num_envs": 1,
-            "torch_threads": threads, "setup": "RL-Zoo Atari wrappers, 1 env"}
+            "torch_threads": threads, "setup": "RL-Zoo Atari wrappers, 1 env", "updates": describe_updates(32, 0.25)}
 
 
 def sb3_peer_experts(game: str, seconds: float, learning_starts: int, num_envs: int, overrides: list[str],
@@ -233,7 +240,8 @@ def sb3_peer_experts(game: str, seconds: float, learning_starts: int, num_envs: 
     model = sb3_peer.build_model(config, game)[0]
     steps, elapsed = timed_sb3_learn(model, seconds, learning_starts)
     return {"steps": steps, "seconds": elapsed, "steps_per_s": steps / max(elapsed, 1e-9), "num_envs": num_envs,
-            "torch_threads": threads, "setup": "scripts/sb3_peer.py: our env layer and network, DummyVecEnv"}
+            "torch_threads": threads, "setup": "scripts/sb3_peer.py: our env layer and network, DummyVecEnv",
+            "updates": describe_updates(config.batch_size, config.updates_per_step)}
 
 
 def bench_experts(args: argparse.Namespace) -> dict[str, Any]:
@@ -243,8 +251,7 @@ def bench_experts(args: argparse.Namespace) -> dict[str, Any]:
     `keep_freed_memory` lasts for the rest of the process (the MinAtar peer, our harness, keeps it too)."""
     game = resolve_game(args.game)
     result: dict[str, Any] = {"benchmark": "experts", "game": game, "device": device_name(),
-                              "seconds": args.seconds, "replay_ratio": "1 batch-32 update per 4 agent steps",
-                              "our_overrides": args.set, "ours": {}}
+                              "seconds": args.seconds, "our_overrides": args.set, "ours": {}}
     if args.sb3_seconds != 0:
         sb3_seconds = args.seconds if args.sb3_seconds is None else args.sb3_seconds
         if is_minatar(game):
