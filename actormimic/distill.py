@@ -245,8 +245,9 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
                     check_finite()
                     monitor.scalars({**logs, "train/epsilon": epsilon,
                                      **({"perf/cpu_threads": tuner.threads} if tuner else {})}, counters["step"])
-                    monitor.progress(counters["step"], counters["updates"], f"loss {config.loss} "
-                                     f"{float(logs.get('loss/total', float('nan'))):.4f} eps {epsilon:.3f}")
+                    loss = f"{float(logs['loss/total']):.4f}" if "loss/total" in logs else "n/a (not learning yet)"
+                    monitor.progress(counters["step"], counters["updates"],
+                                     f"loss {config.loss} {loss} eps {epsilon:.3f}")
             counters["throughput"] = clock.throughput(counters["step"])
             save(finished=not stop.requested)
             if stop.requested:

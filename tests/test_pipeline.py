@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -160,8 +161,11 @@ def test_distill_and_evaluate_a_student(experts: Path, tmp_path: Path, loss: str
     monkeypatch.setattr(amn.ActorMimicLearner, "update", spy)
     out = tmp_path / f"student-{loss}"
     code = main(["distill", "--games", *games, "--experts", str(experts), "--loss", loss, "--out", str(out),
-                 *TINY_DISTILL, *variant])
+                 *TINY_DISTILL, *variant, "--set", "log_interval=1e-6"])
     assert code == 0
+    progress = [line for line in capsys.readouterr().out.splitlines() if "steps/s" in line]
+    assert any(f"loss {loss} n/a (not learning yet)" in line for line in progress)  # before the first update
+    assert re.search(rf"loss {loss} -?\d+\.\d{{4}} eps", progress[-1]) and not any("nan" in line for line in progress)
     # mixed: each gradient step sees the batch of 16 split 8/8; blocks: 16 rows of the game whose block holds the step
     for step, count, sizes in calls:
         assert sizes == ({games[(step // 400) % 2]: 16 * count} if variant else {g: 8 * count for g in games})
