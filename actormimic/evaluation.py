@@ -178,11 +178,11 @@ def fidelity_of_actions(actions: torch.Tensor, teacher_q: torch.Tensor) -> dict[
             "states": len(q)}
 
 
-def evaluate_with_fidelity(
-    policy: Policy, policy_actions: Sequence[int], game: str, protocol: Protocol, teacher_q: QFunction, *,
+def evaluate_and_sample(
+    policy: Policy, policy_actions: Sequence[int], game: str, protocol: Protocol, *,
     num_envs: int = 8, seed: int = 0, device: torch.device | str = "cpu",
-) -> tuple[list[float], dict[str, float | int]]:
-    """`evaluate_policy`, plus the policy's `fidelity` to the teacher on a uniform sample of the states it visited."""
+) -> tuple[list[float], torch.Tensor]:
+    """`evaluate_policy`, plus a uniform sample of up to FIDELITY_STATES of the states the policy visited."""
     reservoir = StateReservoir(FIDELITY_STATES, seed)
 
     def recording(obs: torch.Tensor) -> torch.Tensor:
@@ -190,7 +190,17 @@ def evaluate_with_fidelity(
         return policy(obs)
 
     returns = evaluate_policy(recording, policy_actions, game, protocol, num_envs=num_envs, seed=seed, device=device)
-    return returns, fidelity(policy, teacher_q, reservoir.states)
+    return returns, reservoir.states
+
+
+def evaluate_with_fidelity(
+    policy: Policy, policy_actions: Sequence[int], game: str, protocol: Protocol, teacher_q: QFunction, *,
+    num_envs: int = 8, seed: int = 0, device: torch.device | str = "cpu",
+) -> tuple[list[float], dict[str, float | int]]:
+    """`evaluate_policy`, plus the policy's `fidelity` to the teacher on a uniform sample of the states it visited."""
+    returns, states = evaluate_and_sample(policy, policy_actions, game, protocol, num_envs=num_envs, seed=seed,
+                                          device=device)
+    return returns, fidelity(policy, teacher_q, states)
 
 
 @functools.lru_cache(maxsize=None)

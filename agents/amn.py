@@ -189,6 +189,7 @@ class ActorMimicLearner:
                                                      torch.minimum(self.first_bad_step[index], inputs["step"]))
             logs.update({_diagnostic_tag(key, tag, self.loss): value.detach() for key, value in diagnostics.items()})
             logs[f"train/{tag}/agreement"] = (logits.argmax(-1) == teacher_q.argmax(-1)).float().mean()
+            logs[f"train/{tag}/teacher_top_prob"] = torch.softmax(teacher_q / self.temperature, -1).amax(-1).mean()
         total.backward()
         logs["train/grad_norm"] = torch.nn.utils.clip_grad_norm_(self._params, self.max_grad_norm)
         self.optimizer.step()

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from actormimic.evaluation import FIDELITY_STATES, StateReservoir, evaluate_policy, fidelity_of_actions, get_protocol
+from actormimic.evaluation import evaluate_and_sample, fidelity_of_actions, get_protocol
 from actormimic.runtime import write_json
 from agents.checkpoint import load_checkpoint
 from agents.networks import QNetwork, set_precision
@@ -34,14 +34,8 @@ def precision_check(path: str, episodes: int, seed: int) -> dict[str, float | in
     bf16 = copy.deepcopy(fp32)
     set_precision(bf16, "bf16")
     protocol = get_protocol(data["preset"]["name"], data["game"], episodes=episodes)
-    reservoir = StateReservoir(FIDELITY_STATES, seed)
-
-    def recording(obs: torch.Tensor) -> torch.Tensor:
-        reservoir.add(obs)
-        return fp32(obs).argmax(-1)
-
-    returns = evaluate_policy(recording, data["action_ids"], data["game"], protocol, seed=seed)
-    states = reservoir.states
+    returns, states = evaluate_and_sample(lambda obs: fp32(obs).argmax(-1), data["action_ids"], data["game"],
+                                          protocol, seed=seed)
     with torch.no_grad():
         q32, q16 = fp32(states), bf16(states)
     top2 = q32.topk(2, dim=1).values

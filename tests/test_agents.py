@@ -455,3 +455,19 @@ def test_learner_weights_each_game_by_its_share_of_the_batch() -> None:
         per_game = {g: distillation_loss("ce", student.logits(obs[g], g), q[g])[0] for g in obs}
     logs = learner.update({g: SimpleNamespace(obs=obs[g], payload=q[g]) for g in obs}, step=1)
     torch.testing.assert_close(logs["loss/total"], (2 * per_game["pong"] + 6 * per_game["breakout"]) / 8)
+
+
+def test_learner_reports_how_sharp_each_teacher_is() -> None:
+    """train/<game>/teacher_top_prob is the mean largest probability of the teacher's softmax(Q/T)."""
+    student = make_student()
+    temperature = 0.05
+    learner = ActorMimicLearner(student, loss="ce", temperature=temperature, temperature_on="teacher", lr=1e-3,
+                                adam_eps=1e-8, max_grad_norm=10.0)
+    obs = {"pong": obs_batch(3, seed=1), "breakout": obs_batch(5, seed=2)}
+    q = {g: 0.1 * torch.randn(len(o), student.n_actions(g), generator=torch.Generator().manual_seed(i))
+         for i, (g, o) in enumerate(obs.items())}
+    logs = learner.update({g: SimpleNamespace(obs=obs[g], payload=q[g]) for g in obs}, step=1)
+    for game in obs:
+        teacher = torch.distributions.Categorical(logits=q[game].double() / temperature)
+        torch.testing.assert_close(logs[f"train/{game}/teacher_top_prob"].double(),
+                                   teacher.probs.max(-1).values.mean(), rtol=1e-5, atol=1e-7)

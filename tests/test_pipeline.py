@@ -330,6 +330,24 @@ def test_precision_check_script(experts: Path, tmp_path: Path) -> None:
     assert 1.0 - result["bf16_agreement"] - 1e-6 <= result["share_flippable"] <= 1.0  # a flip needs gap <= 2 * error
 
 
+def test_teacher_sharpness_script(experts: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = load_script("teacher_sharpness")
+    out = tmp_path / "sharpness.json"
+    script.main([str(experts / "MinAtar-Breakout" / "expert.pt"), "--episodes", "2", "--temperatures", "1e6", "1",
+                 "1e-6", "--json", str(out)])
+    result = json.loads(out.read_text())
+    assert result["game"] == "MinAtar/Breakout" and 0 < result["states"] <= 4096 and result["actions"] == 3
+    assert result["median_q_spread"] >= result["median_top2_gap"] >= 0.0
+    hot, one, cold = (result["temperatures"][t] for t in ("1e+06", "1", "1e-06"))
+    assert hot["mean_top_prob"] == pytest.approx(1 / 3, abs=1e-4)  # T -> infinity: uniform
+    assert hot["median_entropy"] == pytest.approx(result["uniform_entropy"], abs=1e-4)
+    assert cold["median_top_prob"] == pytest.approx(1.0, abs=1e-4)  # T -> 0: the greedy action
+    assert hot["mean_top_prob"] <= one["mean_top_prob"] <= cold["mean_top_prob"]
+    assert "| uniform | 0.333 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        script.main([str(experts / "MinAtar-Breakout" / "expert.pt"), "--temperatures", "0"])
+
+
 def test_evaluation_is_deterministic_for_a_seed(experts: Path, tmp_path: Path) -> None:
     runs = []
     for name in ("a", "b"):
