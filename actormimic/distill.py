@@ -10,9 +10,8 @@ loss from `actormimic.losses`.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -216,7 +215,6 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
     # resumed run refills every replay (at most a full one) before learning again
     warm_up = min(config.learning_starts, config.replay_capacity)
     logs: dict[str, torch.Tensor] = {}
-    warned: set[str] = set()
     clock = RunClock(config.time_limit_minutes)
     tuner = thread_tuner(device, config.cpu_threads)
     try:
@@ -245,9 +243,6 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
                     save(finished=False)
                 if monitor.due():
                     check_finite()
-                    for warning in flat_teachers(logs, {g: envs[g].n_actions for g in games}, config.temperature,
-                                                 warned):
-                        print(warning, file=sys.stderr, flush=True)
                     monitor.scalars({**logs, "train/epsilon": epsilon,
                                      **({"perf/cpu_threads": tuner.threads} if tuner else {})}, counters["step"])
                     loss = f"{float(logs['loss/total']):.4f}" if "loss/total" in logs else "n/a (not learning yet)"
@@ -303,24 +298,6 @@ def batch_shares(config: DistillConfig) -> dict[str, int]:
         shares[np.argmax(shares)] -= 1
         shares[i] = 1
     return dict(zip(config.games, shares.tolist()))
-
-
-FLAT_TEACHER = 1.1  # a teacher whose mean top probability is below 1.1 / (number of actions) is nearly uniform
-
-
-def flat_teachers(logs: Mapping[str, torch.Tensor], n_actions: Mapping[str, int], temperature: float,
-                  warned: set[str]) -> list[str]:
-    """Warnings, once per game, for games whose teacher policy softmax(Q/T) is nearly uniform in the last update:
-    the student then gets almost no signal (Q-values with small action gaps need a lower T)."""
-    warnings = []
-    for game, k in n_actions.items():
-        top = logs.get(f"train/{game.replace('/', '-')}/teacher_top_prob")
-        if top is not None and game not in warned and float(top) < FLAT_TEACHER / k:
-            warned.add(game)
-            warnings.append(f"warning: {game}: the teacher policy softmax(Q/T) at T={temperature:g} is nearly "
-                            f"uniform (mean top probability {float(top):.3f}, uniform {1 / k:.3f} over {k} actions), "
-                            f"so the student learns little; a lower --temperature sharpens it")
-    return warnings
 
 
 def _active_games(config: DistillConfig, step: int) -> list[str]:

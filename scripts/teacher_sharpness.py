@@ -5,8 +5,8 @@ Usage: python scripts/teacher_sharpness.py EXPERT.pt [--temperatures 1 0.1 0.01]
 The expert plays `--episodes` episodes under its preset's protocol (greedy, with the protocol's epsilon); on a
 uniform sample of the states it visits (up to 4,096) this reports the median spread of its Q-values (largest
 minus smallest), the median gap between its best two, and, per temperature T, the median and mean largest
-probability and the median entropy of softmax(Q/T) against the uniform policy's. A teacher whose largest
-probability is close to uniform gives a student almost no signal (`distill` warns about it); pick T from here.
+probability and the median entropy of softmax(Q/T) against the uniform policy's: how far from uniform the
+targets of a student distilled at T are (README, "Choosing T").
 """
 
 from __future__ import annotations

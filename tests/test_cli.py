@@ -7,13 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actormimic.cli import build_parser, main
 from actormimic.config import ConfigError, DistillConfig, ExpertsConfig, QuickstartConfig, dump_config, load_config
-from actormimic.distill import batch_shares, flat_teachers, resolve_weights
+from actormimic.distill import batch_shares, resolve_weights
 from actormimic.runtime import RunError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,14 +177,3 @@ def test_run_folder_is_not_silently_overwritten(tmp_path: Path, capsys: pytest.C
     assert "--resume" in capsys.readouterr().err
     assert (out / "something").read_text() == "precious"
 
-
-def test_flat_teachers_warn_once_per_game_whose_teacher_is_nearly_uniform() -> None:
-    # the 8-minute H200 Pong expert at T=1: softmax(Q) had a mean top probability of 0.169 over 6 actions
-    logs = {"train/Pong/teacher_top_prob": torch.tensor(0.169), "train/MinAtar-Breakout/teacher_top_prob":
-            torch.tensor(0.40)}
-    warned: set[str] = set()
-    warnings = flat_teachers(logs, {"Pong": 6, "MinAtar/Breakout": 4, "Boxing": 18}, 1.0, warned)
-    assert len(warnings) == 1 and "Pong" in warnings[0] and "T=1" in warnings[0] and "0.169" in warnings[0]
-    assert "--temperature" in warnings[0] and warned == {"Pong"}
-    assert flat_teachers(logs, {"Pong": 6}, 1.0, warned) == []  # once
-    assert flat_teachers({"train/Pong/teacher_top_prob": torch.tensor(0.19)}, {"Pong": 6}, 1.0, set()) == []
