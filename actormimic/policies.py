@@ -12,7 +12,7 @@ from actormimic.runtime import RunError
 from agents.amn import Student
 from agents.checkpoint import load_checkpoint
 from agents.experts import load_expert
-from agents.networks import QNetwork
+from agents.networks import q_network_from
 
 Policy = Callable[[torch.Tensor], torch.Tensor]  # observations -> greedy action indices
 QFunction = Callable[[torch.Tensor], torch.Tensor]  # observations -> Q-values
@@ -41,8 +41,7 @@ def load_policies(path: str | Path, device: torch.device, games: Sequence[str] |
     if data["kind"] == "expert":
         if games and list(games) != [data["game"]]:
             raise RunError(f"{path} is the expert of {data['game']}; it cannot play {', '.join(games)}")
-        network = QNetwork(**data["network"]).to(device)
-        network.load_state_dict(data["model"])
+        network = q_network_from(data).to(device)
         return LoadedPolicies("expert", "expert", data["preset"]["name"],
                               {data["game"]: (_greedy(network), list(data["action_ids"]))})
     student = Student(**data["student"]).to(device)

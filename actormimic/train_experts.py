@@ -28,7 +28,7 @@ from actormimic.runtime import (Interrupted, Monitor, RunError, StopRequested, p
                                 save_config, seed_everything, select_device, set_rng_state, thread_tuner, write_json)
 from agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from agents.dqn import DQN, epsilon_schedule
-from agents.networks import QNetwork, arch_for_obs_shape, set_precision
+from agents.networks import QNetwork, arch_for_obs_shape, q_network_from, set_precision
 from envs import get_preset, is_minatar, make_vector, safe_name
 
 LAST, BEST = "expert.pt", "expert-best.pt"
@@ -220,8 +220,7 @@ def final_choice(game: str, best: Mapping[str, Any], last: Mapping[str, Any], ac
     random = random_score(game, protocol)
 
     def score(candidate: Mapping[str, Any], seed: int) -> dict[str, Any]:
-        network = QNetwork(**candidate["network"]).to(device).eval()
-        network.load_state_dict(candidate["model"])
+        network = q_network_from(candidate).to(device).eval()
         returns = evaluate_policy(_greedy(network), action_ids, game, protocol, num_envs=config.eval.num_envs,
                                   seed=seed, device=device)
         return game_result(game, returns, random=random, expert_mean=None)

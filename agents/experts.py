@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from agents.networks import QNetwork
+from agents.networks import QNetwork, q_network_from
 
 SB3_PRESET = "nature"  # SB3/RL-Zoo Atari: NoFrameskip-v4 + AtariWrapper (skip 4, 84x84 gray, stack 4, life loss)
 _SB3_PREFIXES = {  # SB3 DQN CnnPolicy (NatureCNN, net_arch=[]) -> QNetwork("nature", ...)
@@ -112,8 +112,7 @@ def load_expert(
         ckpt = load_checkpoint(path, kind="expert")
         try:
             found = (ckpt["game"], ckpt["preset"]["name"], tuple(ckpt["action_ids"]))
-            network = QNetwork(**ckpt["network"])
-            network.load_state_dict(ckpt["model"])
+            network = q_network_from(ckpt)
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
             raise CheckpointError(f"expert checkpoint {path} is malformed: {error!r}") from error
         _expect(path, "game", game, found[0])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -141,3 +141,10 @@ class QNetwork(nn.Module):
             return self.head(h)
         advantage = self.advantage(h)
         return self.value(h) + advantage - advantage.mean(dim=1, keepdim=True)
+
+
+def q_network_from(saved: Mapping[str, Any]) -> QNetwork:
+    """The QNetwork an expert checkpoint holds: rebuilt from its "network" spec, loaded with its "model" weights."""
+    network = QNetwork(**saved["network"])
+    network.load_state_dict(saved["model"])
+    return network

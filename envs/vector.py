@@ -323,7 +323,7 @@ class AtariVectorEnvLayer(VectorEnv):
 
 
 def make_vector(game: str, preset: "str | Preset", num_envs: int, seed: int, *,
-                    num_threads: int = 0) -> VectorEnv:
+                num_threads: int = 0) -> VectorEnv:
     """Build ``num_envs`` copies of ``game`` under ``preset``, seeded deterministically.
 
     ``num_threads`` (ALE only): C++ worker threads; 0 = min(num_envs, CPU count).

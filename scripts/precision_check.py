@@ -23,14 +23,13 @@ import torch
 from actormimic.evaluation import evaluate_and_sample, fidelity_of_actions, get_protocol
 from actormimic.runtime import write_json
 from agents.checkpoint import load_checkpoint
-from agents.networks import QNetwork, set_precision
+from agents.networks import q_network_from, set_precision
 
 
 def precision_check(path: str, episodes: int, seed: int) -> dict[str, float | int]:
     """Scores of the float32 expert and the bf16-vs-float32 comparison on the states it visited."""
     data = load_checkpoint(path, kind="expert")
-    fp32 = QNetwork(**data["network"]).eval()
-    fp32.load_state_dict(data["model"])
+    fp32 = q_network_from(data).eval()
     bf16 = copy.deepcopy(fp32)
     set_precision(bf16, "bf16")
     protocol = get_protocol(data["preset"]["name"], data["game"], episodes=episodes)

@@ -21,14 +21,13 @@ import torch
 from actormimic.evaluation import evaluate_and_sample, get_protocol
 from actormimic.runtime import write_json
 from agents.checkpoint import load_checkpoint
-from agents.networks import QNetwork
+from agents.networks import q_network_from
 
 
 def teacher_sharpness(path: str, temperatures: list[float], episodes: int, seed: int) -> dict[str, Any]:
     """The expert's action gaps and its teacher policy's sharpness per temperature, on states it visited."""
     data = load_checkpoint(path, kind="expert")
-    network = QNetwork(**data["network"]).eval()
-    network.load_state_dict(data["model"])
+    network = q_network_from(data).eval()
     protocol = get_protocol(data["preset"]["name"], data["game"], episodes=episodes)
     with torch.no_grad():
         _, states = evaluate_and_sample(lambda obs: network(obs).argmax(-1), data["action_ids"], data["game"],
