@@ -35,6 +35,7 @@ class GameStream:
         self._payload: torch.Tensor | None = None
         pin = device.type == "cuda"
         self._host_obs = torch.empty((env.num_envs, *env.obs_shape), dtype=torch.uint8, pin_memory=pin)
+        self._host_view = self._host_obs.numpy()
 
     def reset(self, seed: int) -> None:
         """Reset every env and start new episodes in the replay."""
@@ -63,10 +64,15 @@ class GameStream:
         return self.env.num_envs
 
     def _to_device(self, obs: np.ndarray) -> torch.Tensor:
-        """Host-to-device copy through a pinned staging buffer (asynchronous on CUDA)."""
+        """Host-to-device copy through a pinned staging buffer (asynchronous on CUDA).
+
+        The staging copy is numpy's, on this thread: torch's `copy_` of a batch this size runs on torch's
+        OpenMP threads, which then spin-wait on the cores the env threads need (README, "Env threads and
+        torch's OpenMP threads").  The buffer is rewritten only after the next action fetch has synchronised
+        the stream, so the previous asynchronous copy out of it has finished."""
         if self.device.type == "cpu":
             return torch.from_numpy(obs)
-        self._host_obs.copy_(torch.from_numpy(obs))
+        np.copyto(self._host_view, obs)
         return self._host_obs.to(self.device, non_blocking=True)
 
     def close(self) -> None:

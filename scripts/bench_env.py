@@ -2,11 +2,19 @@
 """Env-layer throughput next to bare ``ale_py`` ``AtariVectorEnv`` in the same run.
 
     python scripts/bench_env.py [--game Breakout] [--num-envs 8] [--seconds 20] [--json OUT]
+        [--loop 16:Atlantis,Boxing,Breakout ... [--loop-threads 0 2] [--loop-staging none torch numpy]]
 
 Bare and wrapped envs are timed in interleaved repeats (bare/layer, then layer/bare, ...) so that
 load from other processes hits both alike; the ratio uses the totals. Both use the same
 settings (the layer's preset, passed explicitly to the bare env) and uniform random actions.
 Also reports MinAtar steps/s. Numbers are env steps per second (num_envs per vector step).
+
+Each ``--loop ENVS:GAME,GAME,...`` times the env layer alone the way the training loops step it
+(one vector env of ENVS envs per game, all sends, then all receives): the ceiling of a trainer's
+env steps/s on this host. Once per ``--loop-threads`` value (ALE worker threads per game; 0:
+ale-py's default, min(ENVS, CPU count)) and ``--loop-staging`` value (what happens to each received
+batch: nothing; a torch ``copy_`` into a staging buffer, which torch spreads over its OpenMP threads;
+``np.copyto``, one thread), in two interleaved rounds.
 """
 
 from __future__ import annotations
@@ -16,9 +24,11 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -128,16 +138,73 @@ def bench_minatar(game: str, num_envs: int, seconds: float, seed: int) -> dict:
     return {"game": game, "num_envs": num_envs, "env_steps_per_s": n * num_envs / dt}
 
 
+STAGINGS = ("none", "torch", "numpy")
+
+
+def _stager(staging: str, env) -> Callable[[np.ndarray], None]:
+    """What a loop does with each received batch of observations before its host-to-device copy: nothing, a
+    torch copy_ into a (pinned, with CUDA) buffer (parallel over torch's OpenMP threads), or np.copyto into it."""
+    buffer = torch.empty((env.num_envs, *env.obs_shape), dtype=torch.uint8, pin_memory=torch.cuda.is_available())
+    view = buffer.numpy()
+    return {"none": lambda obs: None, "torch": lambda obs: buffer.copy_(torch.from_numpy(obs)),
+            "numpy": lambda obs: np.copyto(view, obs)}[staging]
+
+
+def _time_lockstep(games: list[str], preset_name: str, num_envs: int, threads: int, staging: str, seconds: float,
+                   seed: int) -> tuple[int, float]:
+    """(iterations, seconds) of stepping one vector env per game together: all sends, then all receives, each
+    received batch staged as `staging` says."""
+    envs = [make_vector(g, preset_name, num_envs, seed + i, num_threads=threads) for i, g in enumerate(games)]
+    stagers = [_stager(staging, env) for env in envs]
+    rng = np.random.default_rng(seed)
+    actions = [rng.integers(0, e.n_actions, size=(256, num_envs)) for e in envs]
+
+    def step(i: int) -> None:
+        for env, acts in zip(envs, actions):
+            env.send(acts[i % 256])
+        for env, stage in zip(envs, stagers):
+            stage(env.recv().obs)
+
+    for env in envs:
+        env.reset()
+    _time_loop(step, np.arange(256), 0.5)  # warm-up
+    timed = _time_loop(step, np.arange(256), seconds)
+    for env in envs:
+        env.close()
+    return timed
+
+
+def bench_loop(games: list[str], preset_name: str, num_envs: int, threads: list[int], stagings: list[str],
+               seconds: float, seed: int) -> dict:
+    """Env steps/s over all `games` stepped together, per ALE thread setting and staging (two interleaved rounds)."""
+    settings = [(t, s) for t in threads for s in stagings]
+    totals = {setting: [0, 0.0] for setting in settings}
+    for _ in range(2):
+        for t, s in settings:
+            n, dt = _time_lockstep(games, preset_name, num_envs, t, s, seconds / 2, seed)
+            totals[t, s][0] += n
+            totals[t, s][1] += dt
+    rows = [{"ale_threads_per_game": t, "staging": s, "env_steps_per_s_all_games": n * num_envs * len(games) / dt}
+            for (t, s), (n, dt) in totals.items()]
+    return {"games": games, "num_envs_per_game": num_envs, "torch_threads": torch.get_num_threads(), "rows": rows}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--game", default="Breakout")
     ap.add_argument("--preset", default="nature")
     ap.add_argument("--num-envs", type=int, default=8)
     ap.add_argument("--num-threads", type=int, default=0)
-    ap.add_argument("--seconds", type=float, default=20.0, help="total ALE timing (bare + layer)")
+    ap.add_argument("--seconds", type=float, default=20.0, help="total ALE timing (bare + layer); 0 skips it")
     ap.add_argument("--repeats", type=int, default=10, help="interleaved bare/layer repeats")
     ap.add_argument("--minatar-game", default="MinAtar/Breakout")
     ap.add_argument("--minatar-seconds", type=float, default=3.0, help="0 skips MinAtar")
+    ap.add_argument("--loop", nargs="+", default=[], metavar="ENVS:GAME,GAME",
+                    help="time the env layer alone as a training loop steps it (see above)")
+    ap.add_argument("--loop-threads", type=int, nargs="+", default=[0], help="ALE threads per game for --loop")
+    ap.add_argument("--loop-staging", nargs="+", choices=STAGINGS, default=["none"],
+                    help="for --loop: what is done with each received batch of observations (see _stager)")
+    ap.add_argument("--loop-seconds", type=float, default=4.0, help="timing per --loop and thread setting")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="write results to this JSON file")
     args = ap.parse_args(argv)
@@ -145,22 +212,33 @@ def main(argv=None) -> int:
     game = resolve_game(args.game)
     out = {"host": {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "machine": platform.machine()}}
-    a = bench_atari(game, args.preset, args.num_envs, args.seconds, args.repeats,
-                    args.num_threads, args.seed)
-    out["atari"] = a
-    print(f"{game} [{a['preset']}] num_envs={args.num_envs}: "
-          f"bare AtariVectorEnv {a['bare_env_steps_per_s']:.0f} env steps/s, "
-          f"env layer {a['layer_env_steps_per_s']:.0f} env steps/s, "
-          f"ratio {a['ratio_layer_over_bare']:.3f} (median of paired repeats "
-          f"{a['median_pair_ratio']:.3f})")
-    print(f"  layer Python overhead {a['layer_overhead_us_per_vector_step']:.1f} us per vector step "
-          f"vs {a['bare_us_per_vector_step']:.0f} us per bare vector step")
-    for row in a["repeats"]:
-        print(f"  repeat {row['repeat']} {row['which']:>5}: {row['env_steps_per_s']:.0f}")
+    if args.seconds > 0:
+        a = bench_atari(game, args.preset, args.num_envs, args.seconds, args.repeats,
+                        args.num_threads, args.seed)
+        out["atari"] = a
+        print(f"{game} [{a['preset']}] num_envs={args.num_envs}: "
+              f"bare AtariVectorEnv {a['bare_env_steps_per_s']:.0f} env steps/s, "
+              f"env layer {a['layer_env_steps_per_s']:.0f} env steps/s, "
+              f"ratio {a['ratio_layer_over_bare']:.3f} (median of paired repeats "
+              f"{a['median_pair_ratio']:.3f})")
+        print(f"  layer Python overhead {a['layer_overhead_us_per_vector_step']:.1f} us per vector step "
+              f"vs {a['bare_us_per_vector_step']:.0f} us per bare vector step")
+        for row in a["repeats"]:
+            print(f"  repeat {row['repeat']} {row['which']:>5}: {row['env_steps_per_s']:.0f}")
     if args.minatar_seconds > 0:
         m = bench_minatar(resolve_game(args.minatar_game), args.num_envs, args.minatar_seconds, args.seed)
         out["minatar"] = m
         print(f"{m['game']} num_envs={args.num_envs}: {m['env_steps_per_s']:.0f} env steps/s")
+    out["loop"] = []
+    for spec in args.loop:
+        envs, _, names = spec.partition(":")
+        result = bench_loop([resolve_game(g) for g in names.split(",")], args.preset, int(envs), args.loop_threads,
+                            args.loop_staging, args.loop_seconds, args.seed)
+        out["loop"].append(result)
+        for row in result["rows"]:
+            print(f"loop pattern, {len(result['games'])} game(s) x {envs} envs, ALE threads per game "
+                  f"{row['ale_threads_per_game'] or 'default'}, staging {row['staging']} "
+                  f"(torch threads {result['torch_threads']}): {row['env_steps_per_s_all_games']:.0f} env steps/s")
     if args.json:
         write_json(Path(args.json), out)
     return 0

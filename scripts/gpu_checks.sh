@@ -9,7 +9,10 @@
 #            (on the session-11 H200 a loop iteration took ~1 ms per batch-32 update it held: 17 ms for 16, 30.5 for 32)
 #   bf16     the same trainer in bf16 at 64 envs
 #   threads  the 64-env fp32 trainer with one torch CPU thread (OMP_NUM_THREADS=1), to set against `experts`
-#   profile  where one loop iteration's time goes (bench.py --profile): experts at 64 envs, distill 8 games
+#   profile  where one loop iteration's time goes (bench.py --profile): experts at 64 envs, distill 8 games;
+#            and the env layer alone stepped as each loop steps it (bench_env.py --loop: Breakout at 64 and 128
+#            envs, the 8 games at 16 envs each), the host's env ceiling, with each received batch left alone,
+#            copied by torch (on its OpenMP threads; the loops did that until session 12) or by numpy (they do now)
 #   pong     the first 1.75 minutes of configs/experts/pong-8min.yaml through the real CLI
 #   distill  8-game distillation (16 envs per game) throughput and update time with ce and with cc
 #   cc       the CC-vs-CE loss benchmark in a captured graph
@@ -45,6 +48,9 @@ check() {
     threads) OMP_NUM_THREADS=1 step threads 60 python scripts/bench.py experts --game Breakout --seconds 20 \
         --num-envs 64 --precisions fp32 --sb3-seconds 0 --json "$OUT/bench_experts_1thread.json" ;;
     profile)
+        step profile_envs 100 python scripts/bench_env.py --seconds 0 --minatar-seconds 0 --loop 64:Breakout \
+            128:Breakout 16:Atlantis,Boxing,Breakout,CrazyClimber,Enduro,Pong,Seaquest,SpaceInvaders \
+            --loop-staging none torch numpy --loop-seconds 3 --json "$OUT/bench_envs.json"
         step profile_experts 90 python scripts/bench.py experts --game Breakout --seconds 60 --num-envs 64 \
             --precisions fp32 --sb3-seconds 0 --profile 50 --json "$OUT/profile_experts.json"
         step profile_distill 100 python scripts/bench.py distill --games Atlantis Boxing Breakout CrazyClimber \
@@ -66,4 +72,4 @@ gymnasium.__version__, 'ale_py', ale_py.__version__, 'sb3', stable_baselines3.__
 for name in "${@:-tests batch128 profile distill}"; do
     for one in $name; do check "$one"; done
 done
-grep -E "passed|failed|Error|\"ratio|steps_per_s\"|cc_over|update_ms|_ms_per_iteration\"|\[eval|final eval" "$LOG" | tail -40
+grep -E "passed|failed|Error|loop pattern|\"ratio|steps_per_s\"|cc_over|update_ms|_ms_per_iteration\"|\[eval|final eval" "$LOG" | tail -40

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import importlib.util
 import json
 import os
@@ -530,3 +531,24 @@ losses: [ce, cc]
     saved = (out / "config.yaml").read_text()
     assert main(["quickstart", "--out", str(out), "--resume", "--set", "experts.lr=0.5"]) == 2
     assert (out / "config.yaml").read_text() == saved  # a refused resume leaves the run's config as it was
+
+
+def test_bench_env_loop_steps_every_game_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench_env.py --loop steps all games in lockstep (one recv per game per iteration) for each thread setting
+    and staging."""
+    from envs.vector import VectorEnv
+
+    bench_env, recv, received = load_script("bench_env"), VectorEnv.recv, collections.Counter()
+
+    def counted(self: VectorEnv):  # noqa: ANN202
+        received[self.game] += 1
+        return recv(self)
+
+    monkeypatch.setattr(VectorEnv, "recv", counted)
+    games = ["MinAtar/Breakout", "MinAtar/Asterix"]
+    result = bench_env.bench_loop(games, "minatar", 3, [0, 1], ["torch", "numpy"], 0.2, seed=0)
+    assert result["games"] == games and result["num_envs_per_game"] == 3
+    settings = [(row["ale_threads_per_game"], row["staging"]) for row in result["rows"]]
+    assert settings == [(0, "torch"), (0, "numpy"), (1, "torch"), (1, "numpy")]
+    assert all(row["env_steps_per_s_all_games"] > 0 for row in result["rows"])
+    assert received["MinAtar/Breakout"] == received["MinAtar/Asterix"] > 0
