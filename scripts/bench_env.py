@@ -204,7 +204,8 @@ def main(argv=None) -> int:
     ap.add_argument("--loop-threads", type=int, nargs="+", default=[0], help="ALE threads per game for --loop")
     ap.add_argument("--loop-staging", nargs="+", choices=STAGINGS, default=["none"],
                     help="for --loop: what is done with each received batch of observations (see _stager)")
-    ap.add_argument("--loop-seconds", type=float, default=4.0, help="timing per --loop and thread setting")
+    ap.add_argument("--loop-seconds", type=float, default=4.0,
+                    help="seconds per --loop spec and setting (threads x staging)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="write results to this JSON file")
     args = ap.parse_args(argv)
