@@ -202,7 +202,7 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
         """`count` student updates in one call; each game's replay is sampled once for all of them."""
         active = _active_games(config, counters["step"])
         size = {g: shares[g] if config.schedule == "mixed" else config.batch_size for g in active}
-        batches = {g: streams[g].replay.sample(count * size[g], generator) for g in active}
+        batches = {g: streams[g].replay.sample(count * size[g], generator, ("obs", "payload")) for g in active}
         counters["updates"] += count
         return learner.update(batches, counters["step"], count=count)
 
@@ -224,7 +224,7 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
                 epsilon = epsilon_schedule(step, config.epsilon_start, config.epsilon_end,
                                           int(config.epsilon_fraction * config.steps))
                 active = _active_games(config, step)
-                actions = student.act({g: streams[g].obs for g in active}, epsilon, generator)
+                actions = learner.act({g: streams[g].obs for g in active}, epsilon, generator)
                 send_all([streams[g] for g in active], [actions[g] for g in active])
                 if all(streams[g].replay.recorded >= warm_up and len(streams[g].replay) >= config.batch_size
                        for g in active):

@@ -19,8 +19,10 @@ entry or, via a cumulative sum, to the ``u - bulk``-th sampleable band row (``u`
 times the count: bias below count / 2**53; no sampleable transition trips a device-side assert).
 
 On CUDA the whole draw after the uniforms (census, mapping, n-step returns, stack gathers) is one
-captured graph per batch size (``agents.graphs.GraphedStep``): it reads the write position from a
-device scalar and uses a band of fixed size, so a draw costs a few launches instead of ~180.
+captured graph per batch size and set of returned fields (``agents.graphs.GraphedStep``): it reads the
+write position from a device scalar and uses a band of fixed size, so a draw costs a few launches
+instead of ~180.  Recording a step is one captured graph too: it writes at that device-side position
+and advances it, and the step's host arrays (reward and the three flags) reach it in one copy.
 
 ``len()`` needs no device data: num_envs x bulk rows.  It also counts the bulk's autoreset rows and
 rows abandoned by a restart, and it misses the sampleable band rows (at most (stack + n_step - 2) x
@@ -32,28 +34,33 @@ truncated at the last recorded step; the pending observation row never gets a tr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from functools import partial
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from agents.graphs import GraphedStep
 
 
-@dataclass
+@dataclasses.dataclass
 class Batch:
-    """A minibatch of n-step transitions; every tensor lives on the buffer's device."""
+    """A minibatch of n-step transitions; every tensor lives on the buffer's device (None: not drawn)."""
 
-    obs: Tensor  # (B, stack*C, H, W) uint8
-    action: Tensor  # (B,) int64
-    reward: Tensor  # (B,) float32: sum_{k<n'} gamma^k r_{t+k}
-    next_obs: Tensor  # (B, stack*C, H, W) uint8: observation n' <= n steps later (the window stops at an episode end)
-    done: Tensor  # (B,) float32: 1.0 if the window ended with terminated (no bootstrap)
-    discount: Tensor  # (B,) float32: gamma ** n'
-    payload: Tensor | None  # (B, *payload_shape): payload stored with obs
-    index: Tensor  # (B,) int64 flat storage index (slot * num_envs + env)
+    obs: Tensor | None = None  # (B, stack*C, H, W) uint8
+    action: Tensor | None = None  # (B,) int64
+    reward: Tensor | None = None  # (B,) float32: sum_{k<n'} gamma^k r_{t+k}
+    next_obs: Tensor | None = None  # (B, stack*C, H, W) uint8: observation n' <= n steps later (the window stops
+    # at an episode end)
+    done: Tensor | None = None  # (B,) float32: 1.0 if the window ended with terminated (no bootstrap)
+    discount: Tensor | None = None  # (B,) float32: gamma ** n'
+    payload: Tensor | None = None  # (B, *payload_shape): payload stored with obs
+    index: Tensor | None = None  # (B,) int64 flat storage index (slot * num_envs + env)
 
+
+_FIELDS = tuple(field.name for field in dataclasses.fields(Batch))
 
 _STORAGE = ("frames", "action", "reward", "terminated", "truncated", "start", "valid", "fifo", "row_cum", "tail")
 
@@ -107,7 +114,8 @@ class ReplayBuffer:
         self._written = torch.zeros((), dtype=torch.int64, device=d)  # the same, for the (captured) sampler
         self._started = False
         self._graphed = cuda_graph and self.device.type == "cuda"
-        self._samplers: dict[int, GraphedStep] = {}  # one per batch size
+        self._samplers: dict[tuple[int, tuple[str, ...]], GraphedStep] = {}  # one per batch size and fields
+        self._recorder = GraphedStep(self._record, lambda: None, self.device, enabled=self._graphed)
 
     @property
     def recorded(self) -> int:
@@ -135,7 +143,10 @@ class ReplayBuffer:
             self._t += 1
             self._written.fill_(self._t)
         self._started = True
-        self._write_frame(frame, True)
+        s = self._t % self.rows
+        self._frames[s] = torch.as_tensor(frame).to(self.device, torch.uint8)
+        self._start[s] = True
+        self._row_cum[s] = self._tail
 
     def add(
         self,
@@ -147,41 +158,76 @@ class ReplayBuffer:
         next_obs: Any,
         payload: Any = None,
     ) -> None:
-        """Record one vector step taken in the current observations (payload belongs to those)."""
+        """Record one vector step taken in the current observations (payload belongs to those).
+
+        reward, terminated, truncated and autoreset are host arrays (numpy or CPU tensors), sent to the device in
+        one copy; action, next_obs and payload may be on any device.  On CUDA the recording is one captured graph."""
         if not self._started:
             raise RuntimeError("call start(obs) before add()")
         if (payload is None) != (self._payload is None):
             raise ValueError("pass payload= exactly when the buffer was built with payload_shape")
-        frame = self._newest(next_obs)
-        s = self._t % self.rows
-        reset = self._to_device(autoreset, torch.bool)
-        self._action[s] = self._to_device(action, torch.int64)
-        self._reward[s] = self._to_device(reward, torch.float32)
-        self._terminated[s] = self._to_device(terminated, torch.bool)
-        self._truncated[s] = self._to_device(truncated, torch.bool)
-        self._valid[s] = ~reset
+        inputs = {"action": torch.as_tensor(action, dtype=torch.int64),
+                  "step": self._host_step(reward=reward, terminated=terminated, truncated=truncated,
+                                          autoreset=autoreset),
+                  "frame": torch.as_tensor(self._newest(next_obs), dtype=torch.uint8)}
+        if payload is not None:
+            inputs["payload"] = torch.as_tensor(payload, dtype=self._payload.dtype)
+        self._recorder(inputs)
+        self._t += 1
+
+    def _record(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Write one step at the device-side write position and the next observation's frame after it (device
+        ops only, so that it can be captured; ``add`` advances the host-side count)."""
+        d, s = self.device, (self._written % self.rows).view(1)
+        step = inputs["step"].to(d, non_blocking=True)
+        reset = step[3].bool()
+        self._action.index_copy_(0, s, inputs["action"].to(d).view(1, -1))
+        self._reward.index_copy_(0, s, step[0].view(1, -1))
+        self._terminated.index_copy_(0, s, step[1].bool().view(1, -1))
+        self._truncated.index_copy_(0, s, step[2].bool().view(1, -1))
+        self._valid.index_copy_(0, s, (~reset).view(1, -1))
         if self._payload is not None:
-            self._payload[s] = self._to_device(payload, self._payload.dtype)
+            self._payload.index_copy_(0, s, inputs["payload"].to(d).unsqueeze(0))
         # Valid envs first (stable), written to FIFO positions [tail, tail + N); the tail moves past the valid ones.
         order = torch.argsort(reset.to(torch.uint8), stable=True)
         self._fifo[(self._tail + self._env_ids) % self._fifo.numel()] = s * self.num_envs + order
         self._tail += (~reset).sum()
-        self._t += 1
-        self._written.fill_(self._t)
-        self._write_frame(frame, reset)
+        self._written += 1
+        s = (self._written % self.rows).view(1)
+        self._frames.index_copy_(0, s, inputs["frame"].to(d).unsqueeze(0))
+        self._start.index_copy_(0, s, reset.view(1, -1))
+        self._row_cum.index_copy_(0, s, self._tail.view(1))
+        return {}
 
-    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
-        """Draw ``batch_size`` transitions uniformly (with replacement) from the sampleable ones."""
+    def _host_step(self, **arrays: Any) -> Tensor:
+        """The named (N,) host arrays as rows of one float32 tensor, pinned for an asynchronous copy to CUDA."""
+        for name, array in arrays.items():
+            if tuple(np.shape(array)) != (self.num_envs,):
+                raise ValueError(f"{name} has shape {tuple(np.shape(array))}, expected ({self.num_envs},)")
+        step = torch.from_numpy(np.stack([np.asarray(a, dtype=np.float32) for a in arrays.values()]))
+        return step.pin_memory() if self.device.type == "cuda" else step
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None,
+               fields: tuple[str, ...] | None = None) -> Batch:
+        """Draw ``batch_size`` transitions uniformly (with replacement) from the sampleable ones; ``fields`` (default:
+        all, payload only with a payload) names the Batch fields to return, the others are None."""
+        allowed = tuple(f for f in _FIELDS if f != "payload" or self._payload is not None)
+        fields = allowed if fields is None else tuple(fields)
+        if not set(fields) <= set(allowed):
+            raise ValueError(f"fields {sorted(set(fields) - set(allowed))}: not drawn by this buffer (allowed: "
+                             f"{', '.join(allowed)})")
         if self._t == 0:
             raise ValueError("the buffer holds no transitions")
-        if batch_size not in self._samplers:
-            self._samplers[batch_size] = GraphedStep(self._draw, lambda: None, self.device, enabled=self._graphed)
+        key = (batch_size, fields)
+        if key not in self._samplers:
+            draw = partial(self._draw, fields)
+            self._samplers[key] = GraphedStep(draw, lambda: None, self.device, enabled=self._graphed)
         u = torch.rand(batch_size, generator=generator, device=self.device, dtype=torch.float64)
-        fields = self._samplers[batch_size]({"u": u})
-        return Batch(payload=fields.pop("payload", None), **fields)
+        return Batch(**self._samplers[key]({"u": u}))
 
-    def _draw(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
-        """The batch for uniforms ``inputs["u"]``: static shapes, device tensors only (CUDA-graph safe)."""
+    def _draw(self, fields: tuple[str, ...], inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The batch's ``fields`` for uniforms ``inputs["u"]``: static shapes, device tensors only (CUDA-graph safe;
+        in a graph, what is not returned costs no copy)."""
         first, bulk, band, cum, total = self._census()
         torch._assert_async(total > 0, "ReplayBuffer.sample: no sampleable transitions")
         u = torch.minimum((inputs["u"] * total).long(), total - 1)
@@ -195,11 +241,11 @@ class ReplayBuffer:
         _, steps, ret, done = self._forward(rows, envs)
         index = (rows % T) * N + envs
         obs, next_obs = self._stacks(torch.stack([rows, rows + steps]), envs.expand(2, -1)).unbind(0)
-        fields = {"obs": obs, "action": self._action.view(-1)[index], "reward": ret, "next_obs": next_obs,
+        batch = {"obs": obs, "action": self._action.view(-1)[index], "reward": ret, "next_obs": next_obs,
                   "done": done.float(), "discount": self._gamma_pow[steps], "index": index}
         if self._payload is not None:
-            fields["payload"] = self._payload.flatten(0, 1).index_select(0, index)
-        return fields
+            batch["payload"] = self._payload.flatten(0, 1).index_select(0, index)
+        return {name: batch[name] for name in fields}
 
     def state_dict(self) -> dict:
         """Storage tensors (shared, not copied) and the write position."""
@@ -224,15 +270,6 @@ class ReplayBuffer:
             tensors["payload"] = self._payload
         return tensors
 
-    def _to_device(self, x: Any, dtype: torch.dtype) -> Tensor:
-        """Copy one input (numpy or tensor, any device) to the buffer device, pinned + async for CUDA."""
-        t = torch.as_tensor(x)
-        if t.device.type == "cpu":
-            t = t.to(dtype)
-            if self.device.type == "cuda":
-                t = t.pin_memory()
-        return t.to(self.device, dtype, non_blocking=True)
-
     def _newest(self, obs: Any) -> Any:
         """The newest frame (last C channels) of stacked observations, shape-checked."""
         c = self.frame_shape[0]
@@ -240,13 +277,6 @@ class ReplayBuffer:
         if tuple(obs.shape) != expected:
             raise ValueError(f"obs shape {tuple(obs.shape)} != {expected}")
         return obs[:, -c:]
-
-    def _write_frame(self, frame: Any, start: Tensor | bool) -> None:
-        """Store the newest frames as the current row of every env."""
-        s = self._t % self.rows
-        self._frames[s] = self._to_device(frame, torch.uint8)
-        self._start[s] = start
-        self._row_cum[s] = self._tail
 
     def _bounds(self) -> tuple[int, int, int]:
         """Oldest row in the ring and the bulk rows [lo, hi] (stack in the ring, n-step window recorded)."""

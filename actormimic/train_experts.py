@@ -27,7 +27,7 @@ from actormimic.reports import game_result
 from actormimic.runtime import (Interrupted, Monitor, RunError, StopRequested, prepare_run_dir, rng_state,
                                 save_config, seed_everything, select_device, set_rng_state, thread_tuner, write_json)
 from agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from agents.dqn import DQN, epsilon_schedule
+from agents.dqn import BATCH_FIELDS, DQN, epsilon_schedule
 from agents.networks import QNetwork, arch_for_obs_shape, q_network_from, set_precision
 from envs import get_preset, is_minatar, make_vector, safe_name
 
@@ -167,7 +167,8 @@ def train_one_game(config: ExpertsConfig, game: str, folder: Path, gpu: int | No
                         tuner.step(config.num_envs)
                     due = credit.earn(config.num_envs)
                     if due:  # one replay draw and one call (one CUDA graph) for all the updates due
-                        metrics = agent.update(replay.sample(due * config.batch_size, generator), count=due)
+                        batch = replay.sample(due * config.batch_size, generator, BATCH_FIELDS)
+                        metrics = agent.update(batch, count=due)
                         counters["updates"] += due
                 counters["step"] += stream.recv(monitor, step)
                 if eval_due(counters["step"]):

@@ -12,8 +12,8 @@ from torch import Tensor, nn
 
 from actormimic.losses import distillation_losses, feature_regression_loss
 from agents.dqn import make_adam
-from agents.graphs import GraphedStep, check_parts, steps_in_parts
-from agents.networks import epsilon_greedy, make_torso
+from agents.graphs import GraphedStep, check_parts, graphed_forward, steps_in_parts
+from agents.networks import exploration_uniforms, explore_or_greedy, make_torso
 
 
 class _IndexBuffers(nn.Module):
@@ -117,12 +117,13 @@ class Student(nn.Module):
         sizes = [obs_by_game[g].shape[0] for g in games]
         return {g: (self.head_logits(f, g), f) for g, f in zip(games, features.split(sizes))}
 
-    def act(self, obs_by_game: Mapping[str, Tensor], epsilon: float | Tensor,
-            generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """Epsilon-greedy int64 (N,) indices into each game's action set (not ALE ids); one torso pass for all."""
+    def act(self, obs_by_game: Mapping[str, Tensor], epsilon: float | Tensor, uniforms: Tensor) -> dict[str, Tensor]:
+        """Epsilon-greedy int64 (N,) indices into each game's action set (not ALE ids), one torso pass for all, given
+        `exploration_uniforms` for all the observations (in the games' order): draws nothing, so it can be captured."""
         with torch.no_grad():
-            return {g: epsilon_greedy(logits, epsilon, generator)
-                    for g, (logits, _) in self.forward_games(obs_by_game).items()}
+            outputs = self.forward_games(obs_by_game)
+            parts = uniforms.split([obs.shape[0] for obs in obs_by_game.values()], dim=1)
+            return {g: explore_or_greedy(logits, epsilon, u) for (g, (logits, _)), u in zip(outputs.items(), parts)}
 
 
 class ActorMimicLearner:
@@ -149,6 +150,24 @@ class ActorMimicLearner:
         self.optimizer = make_adam(self._params, lr=lr, eps=adam_eps, capturable=self.cuda_graph)
         self.first_bad_step = torch.full((len(student.games),), float("inf"), device=self.device)
         self._graphs: dict[tuple[str | int, ...], GraphedStep] = {}  # by (active games..., count)
+        self._acting: dict[tuple[str, ...], Callable[..., Tensor]] = {}  # by acting games
+
+    def act(self, obs_by_game: Mapping[str, Tensor], epsilon: float,
+            generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """The student's epsilon-greedy actions in every game (`Student.act`); on CUDA one captured graph."""
+        games = tuple(obs_by_game)
+        if games not in self._acting:
+            step = partial(self._act_step, games)
+            self._acting[games] = graphed_forward(step, self.device, self.cuda_graph)
+        sizes = [obs_by_game[g].shape[0] for g in games]
+        uniforms = exploration_uniforms(sum(sizes), self.device, generator)
+        actions = self._acting[games](uniforms, torch.full((), epsilon, device=self.device),
+                                      *(obs_by_game[g] for g in games))
+        return dict(zip(games, actions.split(sizes)))
+
+    def _act_step(self, games: tuple[str, ...], uniforms: Tensor, epsilon: Tensor, *obs: Tensor) -> Tensor:
+        """What `act` captures: every game's actions, concatenated (one output to copy out of the graph)."""
+        return torch.cat(list(self.student.act(dict(zip(games, obs)), epsilon, uniforms).values()))
 
     def update(self, batches: Mapping[str, Any], step: int, count: int = 1) -> dict[str, Tensor]:
         """`count` gradient steps on {game: batch with .obs and .payload (teacher Q)}, step i on the i-th of

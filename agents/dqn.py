@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from agents.graphs import GraphedStep, check_parts, graphed_forward, steps_in_parts
-from agents.networks import QNetwork, epsilon_greedy
+from agents.networks import QNetwork, exploration_uniforms, explore_or_greedy
 
 BATCH_FIELDS = ("obs", "action", "reward", "next_obs", "done", "discount")
 _FLOAT_FIELDS = ("reward", "done", "discount")
@@ -79,11 +79,19 @@ class DQN:
         self._sync_on_device = self.use_cuda_graph
         self._updates_dev = torch.zeros((), dtype=torch.int64, device=self.device)
         self._steps: dict[int, GraphedStep] = {}  # one graph per number of gradient steps per call
-        self._q_values = graphed_forward(self.online, self.device, self.use_cuda_graph)  # for acting
+        self._act = graphed_forward(self._act_step, self.device, self.use_cuda_graph)
 
     def act(self, obs: Tensor, epsilon: float | Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Epsilon-greedy actions int64 (N,) for a batch of observations, on device, no host sync."""
-        return epsilon_greedy(self._q_values(obs), epsilon, generator)
+        """Epsilon-greedy actions int64 (N,) for a batch of observations (epsilon: one or one per observation), on
+        device, no host sync; on CUDA one captured graph."""
+        n = obs.shape[0]
+        per_obs = (epsilon.to(self.device, torch.float32) if isinstance(epsilon, Tensor)
+                   else torch.full((), epsilon, device=self.device)).expand(n)
+        return self._act(obs, exploration_uniforms(n, self.device, generator), per_obs)
+
+    def _act_step(self, obs: Tensor, uniforms: Tensor, epsilon: Tensor) -> Tensor:
+        """What `act` captures: the online network's epsilon-greedy actions given the uniforms."""
+        return explore_or_greedy(self.online(obs), epsilon, uniforms)
 
     def td_target(self, reward: Tensor, next_obs: Tensor, done: Tensor, discount: Tensor) -> Tensor:
         """reward + discount * (1 - done) * Q_target(next_obs, a'), a' = argmax of online (double) or target."""

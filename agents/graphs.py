@@ -88,21 +88,22 @@ class GraphedStep:
         self._graph = graph
 
 
-def graphed_forward(forward: Callable[[Tensor], Tensor], device: torch.device, enabled: bool
-                    ) -> Callable[[Tensor], Tensor]:
-    """A gradient-free forward (e.g. Q-values of one vector env's observations) as a replayed CUDA graph,
-    one per input shape; eager without CUDA. Weights updated in place are seen; the result is fresh."""
+def graphed_forward(forward: Callable[..., Tensor], device: torch.device, enabled: bool
+                    ) -> Callable[..., Tensor]:
+    """A gradient-free function of tensors (e.g. Q-values of one vector env's observations) as a replayed CUDA
+    graph, one per set of input shapes; eager without CUDA. Weights updated in place are seen; the result is
+    fresh."""
     def step(inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
         with torch.no_grad():
-            return {"out": forward(inputs["x"])}
+            return {"out": forward(*inputs.values())}
 
-    graphs: dict[tuple[tuple[int, ...], torch.dtype], GraphedStep] = {}
+    graphs: dict[tuple[tuple[tuple[int, ...], torch.dtype], ...], GraphedStep] = {}
 
-    def call(x: Tensor) -> Tensor:
-        key = (tuple(x.shape), x.dtype)
+    def call(*xs: Tensor) -> Tensor:
+        key = tuple((tuple(x.shape), x.dtype) for x in xs)
         if key not in graphs:
             graphs[key] = GraphedStep(step, lambda: None, device, enabled)
-        return graphs[key]({"x": x})["out"]
+        return graphs[key]({str(i): x for i, x in enumerate(xs)})["out"]
 
     return call
 

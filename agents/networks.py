@@ -101,11 +101,20 @@ def set_precision(network: nn.Module, precision: str) -> None:
 
 def epsilon_greedy(q: Tensor, epsilon: float | Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Batched epsilon-greedy over the columns of q (N, A) -> int64 (N,), on q's device without host sync."""
-    n, n_actions = q.shape
-    greedy = q.argmax(dim=1)
-    random_actions = torch.randint(n_actions, (n,), device=q.device, generator=generator)
-    explore = torch.rand(n, device=q.device, generator=generator) < epsilon
-    return torch.where(explore, random_actions, greedy)
+    return explore_or_greedy(q, epsilon, exploration_uniforms(q.shape[0], q.device, generator))
+
+
+def exploration_uniforms(n: int, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
+    """The (2, n) uniforms that `explore_or_greedy` turns into explore decisions and random actions."""
+    return torch.rand((2, n), device=device, generator=generator)
+
+
+def explore_or_greedy(q: Tensor, epsilon: float | Tensor, uniforms: Tensor) -> Tensor:
+    """Epsilon-greedy over the columns of q (N, A) given `exploration_uniforms(N)`: draws nothing itself, so a
+    CUDA graph can capture it (a graph cannot draw from a generator of one's own)."""
+    n_actions = q.shape[1]
+    random_actions = (uniforms[1] * n_actions).long().clamp_max(n_actions - 1)
+    return torch.where(uniforms[0] < epsilon, random_actions, q.argmax(dim=1))
 
 
 class QNetwork(nn.Module):

@@ -39,7 +39,7 @@ from envs import is_minatar, resolve_game, safe_name
 
 
 PROFILED_PHASES = {  # label: (module, attribute path) of the methods a profiled iteration is split into
-    "act": [("agents.dqn", "DQN.act"), ("agents.amn", "Student.act")],
+    "act": [("agents.dqn", "DQN.act"), ("agents.amn", "ActorMimicLearner.act")],
     "send (one action fetch for all games, payloads, env send)": [("actormimic.train_experts", "send_all"),
                                                                    ("actormimic.distill", "send_all")],
     "env recv (wait for the env threads)": [("envs.vector", "VectorEnv.recv")],

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from actormimic.losses import distillation_loss
 from agents import DQN, QNetwork, Student, arch_for_obs_shape, epsilon_schedule, set_precision
 from agents.amn import ActorMimicLearner
+from agents.networks import exploration_uniforms
 
 MINATAR = (4, 10, 10)
 NATURE = (4, 84, 84)
@@ -328,12 +329,28 @@ def test_student_act_stays_in_game_action_set(per_game_heads: bool) -> None:
     student = make_student(per_game_heads=per_game_heads)
     obs = obs_batch(600, 4)
     gen = torch.Generator().manual_seed(0)
-    explore = student.act({game: obs for game in GAME_ACTIONS}, 1.0, gen)
-    greedy = student.act({game: obs[: 100 + 50 * i] for i, game in enumerate(GAME_ACTIONS)}, 0.0, gen)
+    explore = student.act({game: obs for game in GAME_ACTIONS}, 1.0,
+                          exploration_uniforms(600 * len(GAME_ACTIONS), obs.device, gen))
+    firsts = {game: obs[: 100 + 50 * i] for i, game in enumerate(GAME_ACTIONS)}
+    greedy = student.act(firsts, 0.0, exploration_uniforms(sum(map(len, firsts.values())), obs.device, gen))
     for i, (game, actions) in enumerate(GAME_ACTIONS.items()):
         assert explore[game].dtype == torch.int64
         assert set(explore[game].tolist()) == set(range(len(actions)))
         torch.testing.assert_close(greedy[game], student.logits(obs[: 100 + 50 * i], game).argmax(1))
+
+
+def test_learner_acts_as_its_student_with_the_same_draws() -> None:
+    student = make_student()
+    learner = ActorMimicLearner(student, loss="ce", temperature=1.0, temperature_on="teacher", lr=1e-3,
+                                adam_eps=1e-8, max_grad_norm=10.0)
+    obs = {game: obs_batch(40 + 10 * i, i) for i, game in enumerate(GAME_ACTIONS)}
+    acted = learner.act(obs, 0.3, torch.Generator().manual_seed(5))
+    uniforms = exploration_uniforms(sum(map(len, obs.values())), torch.device("cpu"), torch.Generator().manual_seed(5))
+    expected = student.act(obs, 0.3, uniforms)
+    assert list(acted) == list(obs)
+    for game in obs:
+        assert acted[game].shape == (len(obs[game]),) and torch.equal(acted[game], expected[game])
+    assert any(not torch.equal(acted[g], student.logits(obs[g], g).argmax(1)) for g in obs)  # some explored
 
 
 def test_student_spec_round_trip_and_feature_maps() -> None:

@@ -124,8 +124,8 @@ def test_no_host_sync_catches_host_reads() -> None:
 
 
 @pytest.mark.parametrize("shape", [ATARI, MINATAR], ids=["atari", "minatar"])
-def test_replay_draw_can_be_captured(shape: tuple, capture_checked: list[NoHostSync]) -> None:
-    """While the ring fills and wraps."""
+def test_replay_recording_and_draw_can_be_captured(shape: tuple, capture_checked: list[NoHostSync]) -> None:
+    """While the ring fills and wraps (one checked mode per add and per draw after their warm-ups)."""
     frame_shape, stack = shape
     buf = ReplayBuffer(12 * 3, 3, frame_shape, stack, "cpu", n_step=3, gamma=0.9, payload_shape=(PAYLOAD,))
     driver = Driver(FakeVecEnv(3, frame_shape, stack, seed=0, max_len=5), buf, seed=0)
@@ -134,7 +134,7 @@ def test_replay_draw_can_be_captured(shape: tuple, capture_checked: list[NoHostS
     for _ in range(30):
         driver.run(1)
         buf.sample(8, generator)
-    assert len(capture_checked) == 30 - WARMUP_STEPS and all(mode.checked > 50 for mode in capture_checked)
+    assert len(capture_checked) == 2 * (30 - WARMUP_STEPS) and all(mode.checked > 10 for mode in capture_checked)
 
 
 @pytest.mark.parametrize(("arch", "target_update", "precision"), [
@@ -161,7 +161,7 @@ def test_dqn_update_and_acting_can_be_captured(arch: str, target_update: str, pr
 
 @pytest.mark.parametrize(("loss", "feature_beta"), [("ce", 0.0), ("cc", 0.0), ("kl", 0.0), ("mse", 0.0),
                                                     ("seed-cc", 0.0), ("cc", 0.01)])
-def test_student_update_and_expert_payloads_can_be_captured(loss: str, feature_beta: float,
+def test_student_update_acting_and_expert_payloads_can_be_captured(loss: str, feature_beta: float,
                                                             capture_checked: list[NoHostSync]) -> None:
     games = {"A": [0, 1, 3], "B": [0, 1, 2, 4]}
     experts = {g: QNetwork("minatar", (4, 10, 10), len(a)) for g, a in games.items()}
@@ -180,9 +180,11 @@ def test_student_update_and_expert_payloads_can_be_captured(loss: str, feature_b
             self.payload = payloads[game](self.obs)
 
     for step in range(WARMUP_STEPS + 2):
-        learner.update({g: Batch(g) for g in games}, step, count=2)
+        batches = {g: Batch(g) for g in games}
+        learner.update(batches, step, count=2)
+        learner.act({g: b.obs[:4] for g, b in batches.items()}, 0.1, gen)
     assert learner.first_non_finite() is None
-    assert len(capture_checked) == 6 and all(mode.checked > 5 for mode in capture_checked)
+    assert len(capture_checked) == 8 and all(mode.checked > 5 for mode in capture_checked)
 
 
 def test_scalar_outputs_are_stacked_only_when_all_scalars_of_one_dtype() -> None:
@@ -222,9 +224,9 @@ def test_graphed_dqn_updates_equal_eager_updates(precision: str, count: int) -> 
     metrics, acting = [], []
     for batch in batches:
         metrics.append([agent.update(batch, count=count) for agent in agents])
-        acting.append((agents[1]._q_values(probe), agents[1].online(probe).detach()))  # the acting graph
+        acting.append((agents[1].act(probe, 0.0), agents[1].online(probe).argmax(1)))  # the acting graph
     for graphed, eager in acting:  # ... sees the weights as the updates left them
-        torch.testing.assert_close(graphed, eager, rtol=1e-3, atol=1e-4)
+        assert torch.equal(graphed, eager)
     for eager, graphed in metrics:  # compared at the end: later replays must not overwrite returned metrics
         assert set(graphed) == set(eager)
         torch.testing.assert_close(graphed["loss/td"], eager["loss/td"], rtol=loss_rtol, atol=1e-6)
@@ -250,10 +252,15 @@ def test_graphed_student_updates_equal_eager_updates(loss: str, count: int) -> N
             self.obs = torch.randint(0, 2, (16 * count, 4, 10, 10), generator=gen, dtype=torch.uint8).to(device)
             self.payload = torch.randn(16 * count, n_actions, generator=gen).to(device)
 
-    metrics = []
+    metrics, acting = [], []
     for step in range(10):
         batches = {g: Batch(len(a)) for g, a in games.items()}
         metrics.append([learner.update(batches, step, count=count) for learner in learners])
+        probe = {g: b.obs[:8] for g, b in batches.items()}
+        acting.append((learners[1].act(probe, 0.0), {g: learners[1].student.logits(o, g).argmax(1)
+                                                     for g, o in probe.items()}))
+    for graphed, eager in acting:  # the acting graph sees the weights as the updates left them
+        assert all(torch.equal(graphed[g], eager[g]) for g in games)
     for eager, graphed in metrics:  # compared after all the replays: returned metrics stay as they were
         assert set(graphed) == set(eager)
         torch.testing.assert_close(graphed["loss/total"], eager["loss/total"], rtol=1e-4, atol=1e-6)
@@ -276,7 +283,8 @@ class _Tee:
 @cuda
 @pytest.mark.parametrize("shape", [ATARI, MINATAR], ids=["atari", "minatar"])
 def test_graphed_replay_sampling_equals_eager(shape: tuple) -> None:
-    """The captured sampler reads the live write position: equal batches while the ring fills and wraps."""
+    """The captured recording and sampler keep the write position on the device: equal batches while the ring
+    fills and wraps."""
     device = torch.device("cuda")
     frame_shape, stack = shape
     eager, graphed = (ReplayBuffer(12 * 3, 3, frame_shape, stack, device, n_step=3, gamma=0.9,
@@ -288,7 +296,7 @@ def test_graphed_replay_sampling_equals_eager(shape: tuple) -> None:
         a, b = (buf.sample(8, torch.Generator(device).manual_seed(step)) for buf in (eager, graphed))
         for name in ("obs", "action", "reward", "next_obs", "done", "discount", "payload", "index"):
             torch.testing.assert_close(getattr(b, name), getattr(a, name), rtol=0, atol=0)
-    assert graphed._samplers[8]._graph is not None  # really captured, not the eager fallback
+    assert all(step._graph is not None for step in [*graphed._samplers.values(), graphed._recorder])  # not eager
 
 
 def test_graphed_forward_without_cuda_is_the_forward_without_gradients() -> None:

@@ -384,6 +384,30 @@ def test_tensor_inputs_match_numpy_inputs():
         assert torch.equal(x, y) if torch.is_tensor(x) else x == y
 
 
+def test_chosen_fields_are_those_of_the_full_batch():
+    """A draw limited to some fields returns them as the full draw with the same uniforms, the others None."""
+    driver = make(*ATARI, num_envs=3, rows=12, n_step=3)
+    driver.run(20)
+    full = driver.buf.sample(16, torch.Generator().manual_seed(4))
+    some = driver.buf.sample(16, torch.Generator().manual_seed(4), fields=("obs", "payload"))
+    assert torch.equal(some.obs, full.obs) and torch.equal(some.payload, full.payload)
+    assert some.action is None and some.next_obs is None and some.index is None
+    with pytest.raises(ValueError, match=r"\['value'\].*allowed: obs, action"):
+        driver.buf.sample(4, fields=("obs", "value"))
+    bare = ReplayBuffer(30, 2, (1, 3, 3), 2)
+    bare.start(np.zeros((2, 2, 3, 3), np.uint8))
+    with pytest.raises(ValueError, match="payload"):
+        bare.sample(4, fields=("payload",))
+
+
+def test_step_arrays_of_the_wrong_shape_are_refused_by_name():
+    buf = ReplayBuffer(30, 2, (1, 3, 3), 2)
+    buf.start(np.zeros((2, 2, 3, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"truncated has shape \(3,\), expected \(2,\)"):
+        buf.add(np.zeros(2), np.zeros(2), np.zeros(2, bool), np.zeros(3, bool), np.zeros(2, bool),
+                np.zeros((2, 2, 3, 3), np.uint8))
+
+
 def test_empty_and_validation_errors():
     """Sampling before anything is sampleable fails; misuse is rejected."""
     buf = ReplayBuffer(30, 2, (1, 3, 3), 4, n_step=3)
