@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from actormimic.losses import distillation_loss
 from agents import DQN, QNetwork, Student, arch_for_obs_shape, epsilon_schedule, set_precision
 from agents.amn import ActorMimicLearner
-from agents.networks import exploration_uniforms
+from agents.networks import exploration_uniforms, explore_or_greedy
 
 MINATAR = (4, 10, 10)
 NATURE = (4, 84, 84)
@@ -208,6 +208,16 @@ def test_act_honours_epsilon() -> None:
     mixed = agent.act(obs, per_env, gen)
     assert torch.equal(mixed[:2000], greedy[:2000])
     assert (mixed[2000:] != greedy[2000:]).float().mean().item() == pytest.approx(5 / 6, abs=0.05)
+
+
+def test_explore_or_greedy_by_hand() -> None:
+    """Rows whose first uniform is below epsilon take action floor(u1 * A), the largest u1 still a valid action."""
+    q = torch.tensor([[0.0, 1.0, 0.0], [2.0, 1.0, 0.0], [0.0, 0.0, 3.0], [1.0, 5.0, 0.0], [0.0, 1.0, 0.0]])
+    below_one = 1.0 - 2.0**-24  # the largest float32 uniform
+    uniforms = torch.tensor([[0.0, 0.5, 0.99, 0.2, 0.7], [0.0, 0.0, 0.0, below_one, 0.5]])
+    assert explore_or_greedy(q, 0.5, uniforms).tolist() == [0, 0, 2, 2, 1]
+    per_row = torch.tensor([1.0, 1.0, 0.0, 0.0, 1.0])
+    assert explore_or_greedy(q, per_row, uniforms).tolist() == [0, 0, 2, 1, 1]
 
 
 # ---------------------------------------------------------------- learning
