@@ -247,20 +247,28 @@ def test_training_loops_synchronise_only_to_fetch_actions(experts: Path, tmp_pat
     assert mode.checked > 10_000
 
 
-def test_count_launches_script(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Ops per loop iteration outside captured steps: the update and the draw count as graph replays."""
+def test_count_launches_script(experts: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Ops per loop iteration outside captured steps (the captured steps count as graph replays), for both loops."""
     from agents.graphs import GraphedStep
 
     call = GraphedStep.__call__
-    load_script("count_launches").main(["train-experts", "--config", SMOKE, "--steps", "1200", "--set",
-                                        "learning_starts=400", "--set", "eval.interval=0", "--set",
-                                        "eval.final_episodes=0", "--out", str(tmp_path)])
-    out = capsys.readouterr().out
-    head, _, rest = out[out.index("ops per loop iteration"):].partition("\n")
-    total = int(head.rsplit(":", 1)[1])
-    breakdown = {line.split(maxsplit=1)[1]: float(line.split()[0]) for line in rest.splitlines()}
+    no_eval = ["--set", "eval.interval=0", "--set", "eval.final_episodes=0"]
+
+    def count(argv: list[str]) -> tuple[int, dict[str, float]]:
+        load_script("count_launches").main(argv)
+        out = capsys.readouterr().out
+        head, _, rest = out[out.index("ops per loop iteration"):].partition("\n")
+        return int(head.rsplit(":", 1)[1]), {line.split(maxsplit=1)[1]: float(line.split()[0])
+                                             for line in rest.splitlines()}
+
+    total, breakdown = count(["train-experts", "--config", SMOKE, "--steps", "1200", "--set", "learning_starts=400",
+                              *no_eval, "--out", str(tmp_path / "expert")])
     # acting, recording, one draw and one update call: 4 graph replays per iteration (4 envs, 1 update per 4 steps)
     assert breakdown["<graph replay>"] == 4.0 and 20 < total < 50
+    total, breakdown = count(["distill", "--games", "MinAtar/Breakout", "MinAtar/SpaceInvaders", "--experts",
+                              str(experts), *TINY_DISTILL, *no_eval, "--out", str(tmp_path / "student")])
+    # acting for both games; per game the expert's outputs and the recording; per game a draw, and one update call
+    assert breakdown["<graph replay>"] == 1 + 2 * 2 + 2 + 1 and total < 13 + 19 * 2 + 5
     assert GraphedStep.__call__ is call  # the patches are undone
 
 
