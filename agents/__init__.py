@@ -3,7 +3,8 @@
 from agents.amn import Student
 from agents.dqn import DQN, epsilon_schedule
 from agents.experts import Expert, load_expert, save_expert
-from agents.networks import MinAtarTorso, NatureTorso, QNetwork, arch_for_obs_shape, epsilon_greedy, set_precision
+from agents.networks import (MinAtarTorso, NatureTorso, QNetwork, arch_for_obs_shape, exploration_uniforms,
+                             explore_or_greedy, set_precision)
 
 __all__ = [
     "DQN",
@@ -13,8 +14,9 @@ __all__ = [
     "QNetwork",
     "Student",
     "arch_for_obs_shape",
-    "epsilon_greedy",
     "epsilon_schedule",
+    "exploration_uniforms",
+    "explore_or_greedy",
     "load_expert",
     "save_expert",
     "set_precision",

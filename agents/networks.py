@@ -99,11 +99,6 @@ def set_precision(network: nn.Module, precision: str) -> None:
     network.torso.compute_dtype = PRECISIONS[precision]
 
 
-def epsilon_greedy(q: Tensor, epsilon: float | Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Batched epsilon-greedy over the columns of q (N, A) -> int64 (N,), on q's device without host sync."""
-    return explore_or_greedy(q, epsilon, exploration_uniforms(q.shape[0], q.device, generator))
-
-
 def exploration_uniforms(n: int, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
     """The (2, n) uniforms that `explore_or_greedy` turns into explore decisions and random actions."""
     return torch.rand((2, n), device=device, generator=generator)
