@@ -116,6 +116,7 @@ class ReplayBuffer:
         self._graphed = cuda_graph and self.device.type == "cuda"
         self._samplers: dict[tuple[int, tuple[str, ...]], GraphedStep] = {}  # one per batch size and fields
         self._recorder = GraphedStep(self._record, lambda: None, self.device, enabled=self._graphed)
+        self._fields = tuple(f for f in _FIELDS if f != "payload" or self._payload is not None)  # what a draw has
 
     @property
     def recorded(self) -> int:
@@ -181,17 +182,18 @@ class ReplayBuffer:
         d, s = self.device, (self._written % self.rows).view(1)
         step = inputs["step"].to(d, non_blocking=True)
         reset = step[3].bool()
+        valid = ~reset
         self._action.index_copy_(0, s, inputs["action"].to(d).view(1, -1))
         self._reward.index_copy_(0, s, step[0].view(1, -1))
         self._terminated.index_copy_(0, s, step[1].bool().view(1, -1))
         self._truncated.index_copy_(0, s, step[2].bool().view(1, -1))
-        self._valid.index_copy_(0, s, (~reset).view(1, -1))
+        self._valid.index_copy_(0, s, valid.view(1, -1))
         if self._payload is not None:
             self._payload.index_copy_(0, s, inputs["payload"].to(d).unsqueeze(0))
         # Valid envs first (stable), written to FIFO positions [tail, tail + N); the tail moves past the valid ones.
         order = torch.argsort(reset.to(torch.uint8), stable=True)
         self._fifo[(self._tail + self._env_ids) % self._fifo.numel()] = s * self.num_envs + order
-        self._tail += (~reset).sum()
+        self._tail += valid.sum()
         self._written += 1
         s = (self._written % self.rows).view(1)
         self._frames.index_copy_(0, s, inputs["frame"].to(d).unsqueeze(0))
@@ -211,7 +213,7 @@ class ReplayBuffer:
                fields: tuple[str, ...] | None = None) -> Batch:
         """Draw ``batch_size`` transitions uniformly (with replacement) from the sampleable ones; ``fields`` (default:
         all, payload only with a payload) names the Batch fields to return, the others are None."""
-        allowed = tuple(f for f in _FIELDS if f != "payload" or self._payload is not None)
+        allowed = self._fields
         fields = allowed if fields is None else tuple(fields)
         if not set(fields) <= set(allowed):
             raise ValueError(f"fields {sorted(set(fields) - set(allowed))}: not drawn by this buffer (allowed: "
@@ -226,8 +228,8 @@ class ReplayBuffer:
         return Batch(**self._samplers[key]({"u": u}))
 
     def _draw(self, fields: tuple[str, ...], inputs: dict[str, Tensor]) -> dict[str, Tensor]:
-        """The batch's ``fields`` for uniforms ``inputs["u"]``: static shapes, device tensors only (CUDA-graph safe;
-        in a graph, what is not returned costs no copy)."""
+        """The batch's ``fields`` for uniforms ``inputs["u"]``: static shapes, device tensors only (CUDA-graph safe).
+        The next observations' stacks and the payload are gathered only when asked for."""
         first, bulk, band, cum, total = self._census()
         torch._assert_async(total > 0, "ReplayBuffer.sample: no sampleable transitions")
         u = torch.minimum((inputs["u"] * total).long(), total - 1)
@@ -240,10 +242,13 @@ class ReplayBuffer:
             rows, envs = torch.where(in_bulk, rows, band[j // N]), torch.where(in_bulk, envs, j % N)
         _, steps, ret, done = self._forward(rows, envs)
         index = (rows % T) * N + envs
-        obs, next_obs = self._stacks(torch.stack([rows, rows + steps]), envs.expand(2, -1)).unbind(0)
-        batch = {"obs": obs, "action": self._action.view(-1)[index], "reward": ret, "next_obs": next_obs,
-                  "done": done.float(), "discount": self._gamma_pow[steps], "index": index}
-        if self._payload is not None:
+        ends = [rows, rows + steps] if "next_obs" in fields else [rows]  # one gather for both stacks
+        stacks = self._stacks(torch.stack(ends), envs.expand(len(ends), -1)).unbind(0)
+        batch = {"obs": stacks[0], "action": self._action.view(-1)[index], "reward": ret, "done": done.float(),
+                 "discount": self._gamma_pow[steps], "index": index}
+        if "next_obs" in fields:
+            batch["next_obs"] = stacks[1]
+        if "payload" in fields:
             batch["payload"] = self._payload.flatten(0, 1).index_select(0, index)
         return {name: batch[name] for name in fields}
 
