@@ -128,8 +128,9 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
         game: GameStream(envs[game], ReplayBuffer(config.replay_capacity, config.num_envs,
                                                   (envs[game].frame_channels, *envs[game].obs_shape[1:]),
                                                   envs[game].preset.frame_stack, device,
+                                                  payload=teachers[game].q_values,
                                                   payload_shape=(envs[game].n_actions,), cuda_graph=config.cuda_graph),
-                         device, payload=teachers[game].q_values, cuda_graph=config.cuda_graph)
+                         device)
         for game in games
     }
     generator = torch.Generator(device=device).manual_seed(config.seed)
@@ -199,12 +200,12 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
         return results
 
     def update(count: int) -> dict[str, torch.Tensor]:
-        """`count` student updates in one call; each game's replay is sampled once for all of them."""
+        """`count` student updates in one call (one CUDA graph with the replay draws, one per game for all of them)."""
         active = _active_games(config, counters["step"])
         size = {g: shares[g] if config.schedule == "mixed" else config.batch_size for g in active}
-        batches = {g: streams[g].replay.sample(count * size[g], generator, ("obs", "payload")) for g in active}
+        batches = {g: streams[g].replay.deferred(count * size[g], ("obs", "payload")) for g in active}
         counters["updates"] += count
-        return learner.update(batches, counters["step"], count=count)
+        return learner.update(batches, counters["step"], count=count, generator=generator)
 
     credit = UpdateCredit(config.updates_per_step)
     eval_due, checkpoint_due = Every(config.eval.interval, counters["step"]), Every(config.checkpoint_interval,

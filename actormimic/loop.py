@@ -4,35 +4,28 @@ the replay-ratio credit and interval triggers."""
 from __future__ import annotations
 
 import time
-from typing import Callable
 
 import numpy as np
 import torch
 
 from actormimic.replay import ReplayBuffer
 from actormimic.runtime import Monitor
-from agents.graphs import graphed_forward
 from envs import VectorEnv
-
-Payload = Callable[[torch.Tensor], torch.Tensor]
 
 
 class GameStream:
     """One game's vector env feeding its replay buffer, with the current observations on the device.
 
     `send_all` starts the env steps of all streams (the one host synchronisation of a step: fetching
-    actions), so the caller can run updates while the env threads work; `recv` stores the transition.  `payload`
-    (e.g. an expert's Q-values of the observations, stored with them) runs as a CUDA graph on a GPU.
+    actions), so the caller can run updates while the env threads work; `recv` stores the transition (and the
+    replay its payload, e.g. an expert's Q-values of the observation acted in).
     """
 
-    def __init__(self, env: VectorEnv, replay: ReplayBuffer, device: torch.device, payload: Payload | None = None,
-                 cuda_graph: bool = True):
+    def __init__(self, env: VectorEnv, replay: ReplayBuffer, device: torch.device):
         self.env, self.replay, self.device = env, replay, device
-        self.payload_fn = None if payload is None else graphed_forward(payload, device, cuda_graph)
         self.game = env.game
         self.obs: torch.Tensor = torch.empty(0)
         self._actions: torch.Tensor | None = None
-        self._payload: torch.Tensor | None = None
         pin = device.type == "cuda"
         self._host_obs = torch.empty((env.num_envs, *env.obs_shape), dtype=torch.uint8, pin_memory=pin)
         self._host_view = self._host_obs.numpy()
@@ -45,7 +38,6 @@ class GameStream:
 
     def send(self, actions: torch.Tensor, host_actions: np.ndarray) -> None:
         """Start stepping with `actions` (indices into the game's action set) and their host copy (`send_all`)."""
-        self._payload = self.payload_fn(self.obs) if self.payload_fn is not None else None
         self._actions = actions
         self.env.send(host_actions)
 
@@ -55,7 +47,7 @@ class GameStream:
         result = self.env.recv()
         self.obs = self._to_device(result.obs)
         self.replay.add(self._actions, result.reward, result.terminated, result.truncated, result.autoreset,
-                        self.obs, payload=self._payload)
+                        self.obs)
         if monitor is not None:
             clipped = self.env.preset.clip_rewards
             for ended in result.finished:

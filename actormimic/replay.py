@@ -18,11 +18,15 @@ time.  A batch draws ``u`` uniformly in ``[0, bulk + band)`` on the device and m
 entry or, via a cumulative sum, to the ``u - bulk``-th sampleable band row (``u`` is a float64 uniform
 times the count: bias below count / 2**53; no sampleable transition trips a device-side assert).
 
-On CUDA the whole draw after the uniforms (census, mapping, n-step returns, stack gathers) is one
-captured graph per batch size and set of returned fields (``agents.graphs.GraphedStep``): it reads the
-write position from a device scalar and uses a band of fixed size, so a draw costs a few launches
-instead of ~180.  Recording a step is one captured graph too: it writes at that device-side position
-and advances it, and the step's host arrays (reward and the three flags) reach it in one copy.
+On CUDA the whole draw after the uniforms (census, mapping, n-step returns, stack gathers) is device
+ops only: it reads the write position from a device scalar and uses a band of fixed size, so it can be
+captured, on its own (``sample``: one ``agents.graphs.GraphedStep`` per batch size and set of returned
+fields) or inside the update it feeds (``deferred``: the draw and the update are one graph).  Recording
+a step is one captured graph too: it writes at that device-side position and advances it, and the
+step's host arrays (reward and the three flags) reach it in one copy.
+
+A payload (e.g. an expert's Q-values) is stored with each observation: ``payload(obs)`` of the stack that
+the buffer rebuilds for the row, computed inside the recording of the step taken in it, for all envs at once.
 
 ``len()`` needs no device data: num_envs x bulk rows.  It also counts the bulk's autoreset rows and
 rows abandoned by a restart, and it misses the sampleable band rows (at most (stack + n_step - 2) x
@@ -35,6 +39,7 @@ truncated at the last recorded step; the pending observation row never gets a tr
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -42,7 +47,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from agents.graphs import GraphedStep
+from agents.graphs import DeferredBatch, GraphedStep, draw_uniforms
 
 
 @dataclasses.dataclass
@@ -56,7 +61,7 @@ class Batch:
     # at an episode end)
     done: Tensor | None = None  # (B,) float32: 1.0 if the window ended with terminated (no bootstrap)
     discount: Tensor | None = None  # (B,) float32: gamma ** n'
-    payload: Tensor | None = None  # (B, *payload_shape): payload stored with obs
+    payload: Tensor | None = None  # (B, *payload_shape): payload(obs), stored with obs
     index: Tensor | None = None  # (B,) int64 flat storage index (slot * num_envs + env)
 
 
@@ -78,6 +83,7 @@ class ReplayBuffer:
         *,
         n_step: int = 1,
         gamma: float = 0.99,
+        payload: Callable[[Tensor], Tensor] | None = None,
         payload_shape: tuple[int, ...] | None = None,
         payload_dtype: torch.dtype = torch.float32,
         cuda_graph: bool = True,
@@ -85,6 +91,8 @@ class ReplayBuffer:
         rows = capacity // num_envs
         if stack < 1 or n_step < 1 or rows <= stack + n_step:
             raise ValueError(f"need stack, n_step >= 1 and capacity // num_envs > stack + n_step, got {rows} rows")
+        if (payload is None) != (payload_shape is None):
+            raise ValueError("give payload (a function of observations) and payload_shape together")
         self.device = torch.device(device)
         self.num_envs, self.rows, self.stack, self.n_step = num_envs, rows, stack, n_step
         self.frame_shape = tuple(frame_shape)
@@ -97,6 +105,7 @@ class ReplayBuffer:
         self._truncated = torch.zeros((rows, num_envs), dtype=torch.bool, device=d)
         self._start = torch.zeros((rows, num_envs), dtype=torch.bool, device=d)
         self._valid = torch.zeros((rows, num_envs), dtype=torch.bool, device=d)
+        self._payload_fn = payload
         self._payload = (
             None
             if payload_shape is None
@@ -114,7 +123,8 @@ class ReplayBuffer:
         self._written = torch.zeros((), dtype=torch.int64, device=d)  # the same, for the (captured) sampler
         self._started = False
         self._graphed = cuda_graph and self.device.type == "cuda"
-        self._samplers: dict[tuple[int, tuple[str, ...]], GraphedStep] = {}  # one per batch size and fields
+        self._deferred: dict[tuple[int, tuple[str, ...]], DeferredBatch] = {}  # one per batch size and fields
+        self._samplers: dict[DeferredBatch, GraphedStep] = {}
         self._recorder = GraphedStep(self._record, lambda: None, self.device, enabled=self._graphed)
         self._fields = tuple(f for f in _FIELDS if f != "payload" or self._payload is not None)  # what a draw has
 
@@ -157,28 +167,24 @@ class ReplayBuffer:
         truncated: Any,
         autoreset: Any,
         next_obs: Any,
-        payload: Any = None,
     ) -> None:
-        """Record one vector step taken in the current observations (payload belongs to those).
+        """Record one vector step taken in the current observations (and their payload).
 
         reward, terminated, truncated and autoreset are host arrays (numpy or CPU tensors), sent to the device in
-        one copy; action, next_obs and payload may be on any device.  On CUDA the recording is one captured graph."""
+        one copy; action and next_obs may be on any device.  On CUDA the recording is one captured graph."""
         if not self._started:
             raise RuntimeError("call start(obs) before add()")
-        if (payload is None) != (self._payload is None):
-            raise ValueError("pass payload= exactly when the buffer was built with payload_shape")
         inputs = {"action": torch.as_tensor(action, dtype=torch.int64),
                   "step": self._host_step(reward=reward, terminated=terminated, truncated=truncated,
                                           autoreset=autoreset),
                   "frame": torch.as_tensor(self._newest(next_obs), dtype=torch.uint8)}
-        if payload is not None:
-            inputs["payload"] = torch.as_tensor(payload, dtype=self._payload.dtype)
         self._recorder(inputs)
         self._t += 1
 
     def _record(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Write one step at the device-side write position and the next observation's frame after it (device
-        ops only, so that it can be captured; ``add`` advances the host-side count)."""
+        """Write one step at the device-side write position (with the payload of its observation) and the next
+        observation's frame after it (device ops only, so that it can be captured; ``add`` advances the host-side
+        count)."""
         d, s = self.device, (self._written % self.rows).view(1)
         step = inputs["step"].to(d, non_blocking=True)
         reset = step[3].bool()
@@ -188,8 +194,10 @@ class ReplayBuffer:
         self._terminated.index_copy_(0, s, step[1].bool().view(1, -1))
         self._truncated.index_copy_(0, s, step[2].bool().view(1, -1))
         self._valid.index_copy_(0, s, valid.view(1, -1))
-        if self._payload is not None:
-            self._payload.index_copy_(0, s, inputs["payload"].to(d).unsqueeze(0))
+        if self._payload_fn is not None:
+            with torch.no_grad():
+                payload = self._payload_fn(self._stacks(self._written.expand(self.num_envs), self._env_ids))
+            self._payload.index_copy_(0, s, payload.to(self._payload.dtype).unsqueeze(0))
         # Valid envs first (stable), written to FIFO positions [tail, tail + N); the tail moves past the valid ones.
         order = torch.argsort(reset.to(torch.uint8), stable=True)
         self._fifo[(self._tail + self._env_ids) % self._fifo.numel()] = s * self.num_envs + order
@@ -213,6 +221,15 @@ class ReplayBuffer:
                fields: tuple[str, ...] | None = None) -> Batch:
         """Draw ``batch_size`` transitions uniformly (with replacement) from the sampleable ones; ``fields`` (default:
         all, payload only with a payload) names the Batch fields to return, the others are None."""
+        deferred = self.deferred(batch_size, fields)
+        if deferred not in self._samplers:
+            self._samplers[deferred] = GraphedStep(lambda inputs: deferred.draw(inputs["u"]), lambda: None,
+                                                   self.device, enabled=self._graphed)
+        return Batch(**self._samplers[deferred]({"u": draw_uniforms([deferred], self.device, generator)}))
+
+    def deferred(self, batch_size: int, fields: tuple[str, ...] | None = None) -> DeferredBatch:
+        """The draw of ``sample`` for an update to make inside its own step (one CUDA graph with the update): the
+        same batch as ``sample`` from the same uniforms, as a mapping of the ``fields``."""
         allowed = self._fields
         fields = allowed if fields is None else tuple(fields)
         if not set(fields) <= set(allowed):
@@ -221,18 +238,16 @@ class ReplayBuffer:
         if self._t == 0:
             raise ValueError("the buffer holds no transitions")
         key = (batch_size, fields)
-        if key not in self._samplers:
-            draw = partial(self._draw, fields)
-            self._samplers[key] = GraphedStep(draw, lambda: None, self.device, enabled=self._graphed)
-        u = torch.rand(batch_size, generator=generator, device=self.device, dtype=torch.float64)
-        return Batch(**self._samplers[key]({"u": u}))
+        if key not in self._deferred:
+            self._deferred[key] = DeferredBatch(partial(self._draw, fields), batch_size)
+        return self._deferred[key]
 
-    def _draw(self, fields: tuple[str, ...], inputs: dict[str, Tensor]) -> dict[str, Tensor]:
-        """The batch's ``fields`` for uniforms ``inputs["u"]``: static shapes, device tensors only (CUDA-graph safe).
+    def _draw(self, fields: tuple[str, ...], uniforms: Tensor) -> dict[str, Tensor]:
+        """The batch's ``fields`` for ``uniforms`` in [0, 1): static shapes, device tensors only (CUDA-graph safe).
         The next observations' stacks and the payload are gathered only when asked for."""
         first, bulk, band, cum, total = self._census()
         torch._assert_async(total > 0, "ReplayBuffer.sample: no sampleable transitions")
-        u = torch.minimum((inputs["u"] * total).long(), total - 1)
+        u = torch.minimum((uniforms * total).long(), total - 1)
         T, N, t = self.rows, self.num_envs, self._written
         flat = self._fifo[(first + u) % self._fifo.numel()]
         rows, envs = t - (t - flat // N) % T, flat % N

@@ -166,9 +166,9 @@ def train_one_game(config: ExpertsConfig, game: str, folder: Path, gpu: int | No
                     if tuner is not None:
                         tuner.step(config.num_envs)
                     due = credit.earn(config.num_envs)
-                    if due:  # one replay draw and one call (one CUDA graph) for all the updates due
-                        batch = replay.sample(due * config.batch_size, generator, BATCH_FIELDS)
-                        metrics = agent.update(batch, count=due)
+                    if due:  # one replay draw and all the updates due in one call (one CUDA graph)
+                        batch = replay.deferred(due * config.batch_size, BATCH_FIELDS)
+                        metrics = agent.update(batch, count=due, generator=generator)
                         counters["updates"] += due
                 counters["step"] += stream.recv(monitor, step)
                 if eval_due(counters["step"]):

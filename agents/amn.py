@@ -12,7 +12,8 @@ from torch import Tensor, nn
 
 from actormimic.losses import distillation_losses, feature_regression_loss
 from agents.dqn import make_adam
-from agents.graphs import GraphedStep, check_parts, graphed_forward, steps_in_parts
+from agents.graphs import (DeferredBatch, GraphedStep, check_parts, draw_uniforms, drawn, graphed_forward,
+                           steps_in_parts)
 from agents.networks import exploration_uniforms, explore_or_greedy, make_torso
 
 
@@ -149,7 +150,7 @@ class ActorMimicLearner:
         self._params = list(student.parameters())
         self.optimizer = make_adam(self._params, lr=lr, eps=adam_eps, capturable=self.cuda_graph)
         self.first_bad_step = torch.full((len(student.games),), float("inf"), device=self.device)
-        self._graphs: dict[tuple[str | int, ...], GraphedStep] = {}  # by (active games..., count)
+        self._graphs: dict[tuple[Any, ...], GraphedStep] = {}  # by (active games..., count, deferred batches...)
         self._acting: dict[tuple[str, ...], Callable[..., Tensor]] = {}  # by acting games
 
     def act(self, obs_by_game: Mapping[str, Tensor], epsilon: float,
@@ -169,19 +170,26 @@ class ActorMimicLearner:
         """What `act` captures: every game's actions, concatenated (one output to copy out of the graph)."""
         return torch.cat(list(self.student.act(dict(zip(games, obs)), epsilon, uniforms).values()))
 
-    def update(self, batches: Mapping[str, Any], step: int, count: int = 1) -> dict[str, Tensor]:
+    def update(self, batches: Mapping[str, Any], step: int, count: int = 1,
+               generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """`count` gradient steps on {game: batch with .obs and .payload (teacher Q)}, step i on the i-th of
         `count` equal parts of every game's batch; on CUDA all of them are one captured graph (per set of
-        games and count). Returns the last step's 0-dim metric tensors."""
+        games and count). Batches that are a `DeferredBatch` of "obs" and "payload" (`ReplayBuffer.deferred`)
+        are drawn inside that graph, from one draw of uniforms from `generator`. Returns the last step's 0-dim
+        metric tensors."""
         inputs = {"step": torch.tensor(float(step)).to(self.device, non_blocking=True)}
+        deferred = {g: b for g, b in batches.items() if isinstance(b, DeferredBatch)}
+        if deferred:
+            inputs["u"] = draw_uniforms(list(deferred.values()), self.device, generator)
         for game, batch in batches.items():
-            inputs[f"obs/{game}"], inputs[f"q/{game}"] = batch.obs, batch.payload.float()
-        check_parts(inputs, count)
-        key = (*batches, count)
+            if game not in deferred:
+                inputs[f"obs/{game}"], inputs[f"q/{game}"] = batch.obs, batch.payload.float()
+        key = (*batches, count, *deferred.values())
         if key not in self._graphs:
             zero_grad = partial(self.optimizer.zero_grad, set_to_none=True)
-            steps = partial(steps_in_parts, lambda _i, part: self._step(part), zero_grad, count)
-            self._graphs[key] = GraphedStep(steps, zero_grad, self.device, enabled=self.cuda_graph)
+            train = partial(steps_in_parts, lambda _i, part: self._step(part), zero_grad, count)
+            self._graphs[key] = GraphedStep(lambda tensors: train(_with_drawn(tensors, deferred, count)),
+                                            zero_grad, self.device, enabled=self.cuda_graph)
         return self._graphs[key](inputs)
 
     def _step(self, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -231,6 +239,17 @@ class ActorMimicLearner:
         self.optimizer.load_state_dict(state["optimizer"])
         for graph in self._graphs.values():
             graph.reset()
+
+
+def _with_drawn(inputs: Mapping[str, Tensor], deferred: Mapping[str, DeferredBatch], count: int) -> dict[str, Tensor]:
+    """`inputs` with the deferred games' batches drawn (with `inputs["u"]`) as obs/<game> and q/<game> (device ops
+    only), checked to split into `count` equal parts."""
+    tensors = {name: t for name, t in inputs.items() if name != "u"}
+    if deferred:
+        for game, batch in zip(deferred, drawn(list(deferred.values()), inputs["u"])):
+            tensors[f"obs/{game}"], tensors[f"q/{game}"] = batch["obs"], batch["payload"].float()
+    check_parts(tensors, count)
+    return tensors
 
 
 def _diagnostic_tag(key: str, game_tag: str, loss: str) -> str:

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from agents.graphs import GraphedStep, check_parts, graphed_forward, steps_in_parts
+from agents.graphs import DeferredBatch, GraphedStep, check_parts, draw_uniforms, drawn, graphed_forward, steps_in_parts
 from agents.networks import QNetwork, exploration_uniforms, explore_or_greedy
 
 BATCH_FIELDS = ("obs", "action", "reward", "next_obs", "done", "discount")
@@ -78,7 +78,7 @@ class DQN:
         # capture); elsewhere on the host, which copies only when due (the device form touches every weight).
         self._sync_on_device = self.use_cuda_graph
         self._updates_dev = torch.zeros((), dtype=torch.int64, device=self.device)
-        self._steps: dict[int, GraphedStep] = {}  # one graph per number of gradient steps per call
+        self._steps: dict[tuple[int, DeferredBatch | None], GraphedStep] = {}  # per count and deferred batch
         self._act = graphed_forward(self._act_step, self.device, self.use_cuda_graph)
 
     def act(self, obs: Tensor, epsilon: float | Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -104,17 +104,24 @@ class DQN:
                 next_value = next_q.max(dim=1).values
             return reward + discount * (1.0 - done.to(next_value.dtype)) * next_value
 
-    def update(self, batch: Any, count: int = 1) -> dict[str, Tensor]:
+    def update(self, batch: Any, count: int = 1, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """`count` gradient steps, one on each of the `count` equal parts of a replay batch (mapping or object
-        with BATCH_FIELDS), each followed by its target update; on CUDA all of them are one captured graph.
-        Returns the last step's 0-dim metric tensors."""
-        if count not in self._steps:
+        with BATCH_FIELDS), each followed by its target update; on CUDA all of them are one captured graph. A
+        `DeferredBatch` (e.g. `ReplayBuffer.deferred`) is drawn inside that graph, from uniforms drawn with
+        `generator`. Returns the last step's 0-dim metric tensors."""
+        deferred = batch if isinstance(batch, DeferredBatch) else None
+        if (count, deferred) not in self._steps:
             zero_grad = partial(self.optimizer.zero_grad, set_to_none=True)
-            steps = partial(steps_in_parts, lambda i, b: self._train_step(b, self.updates + i + 1), zero_grad, count)
-            self._steps[count] = GraphedStep(steps, zero_grad, self.device, enabled=self.use_cuda_graph)
-        inputs = self._batch_tensors(batch)
-        check_parts(inputs, count)
-        metrics = self._steps[count](inputs)
+            train = partial(steps_in_parts, lambda i, b: self._train_step(b, self.updates + i + 1), zero_grad, count)
+            step = train if deferred is None else (
+                lambda inputs: train(self._drawn_tensors(deferred, inputs["u"], count)))
+            self._steps[count, deferred] = GraphedStep(step, zero_grad, self.device, enabled=self.use_cuda_graph)
+        if deferred is None:
+            inputs = self._batch_tensors(batch)
+            check_parts(inputs, count)
+        else:
+            inputs = {"u": draw_uniforms([deferred], self.device, generator)}
+        metrics = self._steps[count, deferred](inputs)
         self.updates += count
         return metrics
 
@@ -136,6 +143,13 @@ class DQN:
         self._updates_dev.fill_(self.updates)
         for step in self._steps.values():
             step.reset()  # the optimizer state tensors were replaced, so the graphs' pointers are stale
+
+    def _drawn_tensors(self, deferred: DeferredBatch, uniforms: Tensor, count: int) -> dict[str, Tensor]:
+        """The deferred batch drawn with `uniforms`, as `_batch_tensors` and checked to split into `count` parts
+        (device ops only)."""
+        tensors = self._batch_tensors(drawn([deferred], uniforms)[0])
+        check_parts(tensors, count)
+        return tensors
 
     def _batch_tensors(self, batch: Any) -> dict[str, Tensor]:
         """The batch fields as tensors; a missing or None `discount` means a constant gamma."""

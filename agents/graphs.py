@@ -4,22 +4,45 @@ The update (forward, backward, gradient clipping, optimizer step) is recorded as
 following PyTorch's whole-network capture recipe: gradients are set to None before capture so
 that backward allocates them from the graph's private pool, and every replay rewrites them in
 place. The optimizer must be created with ``capturable=True``. Without CUDA, or when capture
-fails, the same step runs eagerly. Several updates in a row can be one graph (the agents' `count`);
-the replay's sampler and inference forwards (`graphed_forward`) are captured the same way.
+fails, the same step runs eagerly. Several updates in a row can be one graph (the agents' `count`), and
+so can the replay draw that feeds them (a `DeferredBatch`); the replay's sampler and recording and the
+inference forwards (`graphed_forward`) are captured the same way.
 Each replay returns fresh copies of the outputs; when they are all scalars (training metrics) they
 are stacked inside the graph, so one copy serves them all.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
 Step = Callable[[Mapping[str, Tensor]], dict[str, Tensor]]
 WARMUP_STEPS = 3
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DeferredBatch:
+    """A batch an update draws itself: `draw(u)` maps `size` float64 uniforms in [0, 1) to the batch's tensors with
+    device ops only (e.g. a replay draw), so that the draw and the update are one CUDA graph. Compared and hashed by
+    identity: its source hands out one per kind of draw, and an update keeps one graph per DeferredBatch."""
+
+    draw: Callable[[Tensor], dict[str, Tensor]]
+    size: int
+
+
+def draw_uniforms(deferred: Sequence[DeferredBatch], device: torch.device, generator: torch.Generator | None
+                  ) -> Tensor:
+    """The uniforms of all the deferred batches, in order, in one tensor (one draw from `generator`)."""
+    return torch.rand(sum(d.size for d in deferred), generator=generator, device=device, dtype=torch.float64)
+
+
+def drawn(deferred: Sequence[DeferredBatch], uniforms: Tensor) -> list[dict[str, Tensor]]:
+    """Each deferred batch drawn with its part of `uniforms` (from `draw_uniforms`)."""
+    return [d.draw(u) for d, u in zip(deferred, uniforms.split([d.size for d in deferred]))]
 
 
 class GraphedStep:

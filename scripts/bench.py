@@ -12,7 +12,7 @@
         student update with each loss, in the same run.
     --profile N (either benchmark): after learning starts and a warm-up, profile N loop iterations
         with torch.profiler and report where an iteration's wall time goes (acting, env send and
-        wait, replay add and sample, update launches), the GPU's busy time, and the top CPU ops and
+        wait, replay add, replay draw and update launches), the GPU's busy time, and the top CPU ops and
         device kernels; the run stops after the window (its steps/s are then not comparable).
 """
 
@@ -40,12 +40,12 @@ from envs import is_minatar, resolve_game, safe_name
 
 PROFILED_PHASES = {  # label: (module, attribute path) of the methods a profiled iteration is split into
     "act": [("agents.dqn", "DQN.act"), ("agents.amn", "ActorMimicLearner.act")],
-    "send (one action fetch for all games, payloads, env send)": [("actormimic.train_experts", "send_all"),
-                                                                   ("actormimic.distill", "send_all")],
+    "send (one action fetch for all games, env send)": [("actormimic.train_experts", "send_all"),
+                                                         ("actormimic.distill", "send_all")],
     "env recv (wait for the env threads)": [("envs.vector", "VectorEnv.recv")],
-    "replay add": [("actormimic.replay", "ReplayBuffer.add")],
-    "replay sample": [("actormimic.replay", "ReplayBuffer.sample")],
-    "update (launch or eager)": [("agents.dqn", "DQN.update"), ("agents.amn", "ActorMimicLearner.update")],
+    "replay add (distill: with the experts' outputs)": [("actormimic.replay", "ReplayBuffer.add")],
+    "replay draw and update (launch or eager)": [("agents.dqn", "DQN.update"),
+                                                 ("agents.amn", "ActorMimicLearner.update")],
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,10 +20,10 @@ from actormimic import cc
 
 from actormimic.replay import ReplayBuffer
 from agents.amn import ActorMimicLearner, Student
-from agents.dqn import DQN
+from agents.dqn import BATCH_FIELDS, DQN
 from agents.graphs import WARMUP_STEPS, GraphedStep, _stack_scalars, graphed_forward
 from agents.networks import QNetwork, set_precision
-from tests.test_replay import ATARI, MINATAR, PAYLOAD, Driver, FakeVecEnv
+from tests.test_replay import ATARI, MINATAR, PAYLOAD, Driver, FakeVecEnv, payload_fn
 
 aten = torch.ops.aten
 _SYNCING = {aten._local_scalar_dense, aten.nonzero, aten.argwhere, aten.masked_select, aten._unique2,
@@ -128,7 +129,8 @@ def test_no_host_sync_catches_host_reads() -> None:
 def test_replay_recording_and_draw_can_be_captured(shape: tuple, capture_checked: list[NoHostSync]) -> None:
     """While the ring fills and wraps (one checked mode per add and per draw after their warm-ups)."""
     frame_shape, stack = shape
-    buf = ReplayBuffer(12 * 3, 3, frame_shape, stack, "cpu", n_step=3, gamma=0.9, payload_shape=(PAYLOAD,))
+    buf = ReplayBuffer(12 * 3, 3, frame_shape, stack, "cpu", n_step=3, gamma=0.9, payload=payload_fn(frame_shape[0]),
+                       payload_shape=(PAYLOAD,))
     driver = Driver(FakeVecEnv(3, frame_shape, stack, seed=0, max_len=5), buf, seed=0)
     driver.reset()
     generator = torch.Generator().manual_seed(0)
@@ -269,6 +271,78 @@ def test_graphed_student_updates_equal_eager_updates(loss: str, count: int) -> N
     _assert_same_training(student, learners[0].student, learners[1].student)
 
 
+def _filled_replay(device: torch.device | str = "cpu", cuda_graph: bool = True) -> ReplayBuffer:
+    """A MinAtar-shaped replay (4 envs, 3 actions as the payload) after 40 steps of a scripted stream."""
+    frame_shape, stack = MINATAR
+    buf = ReplayBuffer(30 * 4, 4, frame_shape, stack, device, n_step=3, gamma=0.9, payload=payload_fn(frame_shape[0]),
+                       payload_shape=(PAYLOAD,), cuda_graph=cuda_graph)
+    driver = Driver(FakeVecEnv(4, frame_shape, stack, seed=0, max_len=6), buf, seed=0)
+    driver.reset()
+    driver.run(40)
+    return buf
+
+
+def _student_pair(device: torch.device | str = "cpu") -> tuple[Student, dict[str, int]]:
+    """A two-game MinAtar-shaped student whose games take PAYLOAD actions, and each game's share of a batch."""
+    games = {"A": [0, 1, 3, 5], "B": [0, 1, 2, 4]}
+    return Student("minatar", (MINATAR[0][0], 10, 10), list(games), games).to(device), {"A": 6, "B": 10}
+
+
+def _make_learner(student: Student, device: torch.device | str = "cpu", cuda_graph: bool = True) -> ActorMimicLearner:
+    return ActorMimicLearner(copy.deepcopy(student), loss="cc", temperature=1.0, temperature_on="teacher", lr=1e-3,
+                             adam_eps=1e-8, max_grad_norm=10.0, device=device, cuda_graph=cuda_graph)
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_an_update_drawing_its_own_batch_equals_sample_then_update(count: int) -> None:
+    """A DeferredBatch drawn inside the update (one CUDA graph on a GPU) is the batch `sample` gives from the same
+    generator state: DQN and student weights end bitwise equal (eager, CPU)."""
+    replay = _filled_replay()
+    torch.manual_seed(0)
+    network = QNetwork("minatar", MINATAR[0], 6)  # the scripted stream acts in 0..5
+    agents = [DQN(copy.deepcopy(network), target_update_interval=2) for _ in range(2)]
+    student, shares = _student_pair()
+    learners = [_make_learner(student) for _ in range(2)]
+    generators = [torch.Generator().manual_seed(7) for _ in range(2)]
+    for step in range(4):
+        batch = replay.sample(16 * count, generators[0], BATCH_FIELDS)
+        agents[0].update(batch, count=count)
+        agents[1].update(replay.deferred(16 * count, BATCH_FIELDS), count=count, generator=generators[1])
+        # the student's draws: one uniform tensor for all the games, split in the games' order
+        uniforms = torch.rand(sum(shares.values()) * count, generator=generators[0], dtype=torch.float64)
+        parts = dict(zip(shares, uniforms.split([n * count for n in shares.values()])))
+        batches = {g: SimpleNamespace(**replay.deferred(n * count, ("obs", "payload")).draw(parts[g]))
+                   for g, n in shares.items()}
+        learners[0].update(batches, step, count=count)
+        learners[1].update({g: replay.deferred(n * count, ("obs", "payload")) for g, n in shares.items()}, step,
+                           count=count, generator=generators[1])
+    for a, b in [(agents[0].online, agents[1].online), (agents[0].target, agents[1].target),
+                 (learners[0].student, learners[1].student)]:
+        assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+    assert not torch.equal(next(network.parameters()), next(agents[1].online.parameters()))  # they did learn
+    with pytest.raises(ValueError, match="does not split into 3 equal parts"):
+        agents[1].update(replay.deferred(16, BATCH_FIELDS), count=3)
+
+
+def test_updates_drawing_their_own_batches_can_be_captured(capture_checked: list[NoHostSync]) -> None:
+    """As on CUDA: the replay draw and the updates in one captured step, for the DQN and for the student."""
+    replay = _filled_replay()
+    agent = DQN(QNetwork("minatar", MINATAR[0], 6), target_update_interval=3)
+    agent._sync_on_device = True  # what a CUDA graph uses
+    agent.optimizer.step = unchecked(agent.optimizer.step)
+    student, shares = _student_pair()
+    learner = _make_learner(student)
+    learner.optimizer.step = unchecked(learner.optimizer.step)
+    generator = torch.Generator().manual_seed(0)
+    recordings = len(capture_checked)  # filling the replay: its recording steps after their warm-up
+    for step in range(WARMUP_STEPS + 2):
+        agent.update(replay.deferred(32, BATCH_FIELDS), count=2, generator=generator)
+        learner.update({g: replay.deferred(2 * n, ("obs", "payload")) for g, n in shares.items()}, step, count=2,
+                       generator=generator)
+    updates = capture_checked[recordings:]
+    assert recordings == 40 - WARMUP_STEPS and len(updates) == 4 and all(mode.checked > 50 for mode in updates)
+
+
 class _Tee:
     """Feeds one env stream to several replay buffers (reads come from the first)."""
 
@@ -289,7 +363,8 @@ def test_graphed_replay_sampling_equals_eager(shape: tuple) -> None:
     device = torch.device("cuda")
     frame_shape, stack = shape
     eager, graphed = (ReplayBuffer(12 * 3, 3, frame_shape, stack, device, n_step=3, gamma=0.9,
-                                   payload_shape=(PAYLOAD,), cuda_graph=graph) for graph in (False, True))
+                                   payload=payload_fn(frame_shape[0]), payload_shape=(PAYLOAD,), cuda_graph=graph)
+                      for graph in (False, True))
     driver = Driver(FakeVecEnv(3, frame_shape, stack, seed=0, max_len=5), _Tee(eager, graphed), seed=0)
     driver.reset()
     for step in range(30):
@@ -321,3 +396,30 @@ def test_graphed_forward_equals_eager_forward() -> None:
     for graphed, eager in pairs:  # tolerance for TF32 convolutions picking other kernels under capture
         torch.testing.assert_close(graphed, eager, rtol=1e-3, atol=1e-4)
     assert not torch.allclose(pairs[0][0], pairs[1][0])  # different inputs really went through
+
+
+@cuda
+def test_graphed_updates_drawing_their_own_batches_equal_eager() -> None:
+    """The replay draw captured with the updates it feeds: the same training as the eager draw and updates."""
+    device = torch.device("cuda")
+    replay = _filled_replay(device)
+    torch.manual_seed(0)
+    network = QNetwork("minatar", MINATAR[0], 6)  # the scripted stream acts in 0..5
+    agents = [DQN(copy.deepcopy(network), device=device, cuda_graph=graph, target_update_interval=3)
+              for graph in (False, True)]
+    student, shares = _student_pair(device)
+    learners = [_make_learner(student, device, cuda_graph=graph) for graph in (False, True)]
+    metrics = []
+    for step in range(8):
+        for agent in agents:
+            metrics.append(agent.update(replay.deferred(32, BATCH_FIELDS), count=2,
+                                        generator=torch.Generator(device).manual_seed(step)))
+        for learner in learners:
+            learner.update({g: replay.deferred(2 * n, ("obs", "payload")) for g, n in shares.items()}, step,
+                           count=2, generator=torch.Generator(device).manual_seed(step))
+    for eager, graphed in zip(metrics[::2], metrics[1::2]):
+        torch.testing.assert_close(graphed["loss/td"], eager["loss/td"], rtol=1e-4, atol=1e-6)
+    assert all(step._graph is not None for step in agents[1]._steps.values())
+    assert all(step._graph is not None for step in learners[1]._graphs.values())
+    _assert_same_training(network, agents[0].online, agents[1].online)
+    _assert_same_training(student, learners[0].student, learners[1].student)

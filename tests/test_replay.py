@@ -15,7 +15,7 @@ from actormimic.replay import Batch, ReplayBuffer
 ATARI = ((1, 84, 84), 4)
 MINATAR = ((7, 10, 10), 1)
 ATARI_SMALL = ((1, 12, 12), 4)  # Atari layout with small frames, for many-env runs
-PAYLOAD = 3
+PAYLOAD = 4
 
 
 class FakeVecEnv:
@@ -79,9 +79,19 @@ class FakeVecEnv:
 
 
 def payload_of(obs: np.ndarray, c: int) -> np.ndarray:
-    """Payload derived from the current observation (env, frame id, constant)."""
+    """Ground-truth payload of env observations: (env, frame id, sum of the whole stack, constant)."""
     newest = obs[:, -c:].reshape(len(obs), -1).astype(np.float32)
-    return np.stack([newest[:, 0], newest[:, 1] + 256 * newest[:, 2], np.full(len(obs), 0.5, np.float32)], 1)
+    total = obs.reshape(len(obs), -1).sum(1, dtype=np.int64).astype(np.float32)
+    return np.stack([newest[:, 0], newest[:, 1] + 256 * newest[:, 2], total, np.full(len(obs), 0.5, np.float32)], 1)
+
+
+def payload_fn(c: int):  # noqa: ANN201
+    """`payload_of` in torch ops, for the buffer to compute from the stacks it rebuilds (exact: sums < 2**24)."""
+    def payload(obs: torch.Tensor) -> torch.Tensor:
+        newest = obs[:, -c:].flatten(1).float()
+        return torch.stack([newest[:, 0], newest[:, 1] + 256 * newest[:, 2], obs.flatten(1).float().sum(1),
+                            torch.full_like(newest[:, 0], 0.5)], 1)
+    return payload
 
 
 @dataclass
@@ -146,7 +156,7 @@ class Driver:
             action = rng.integers(0, 6, self.env.n)
             payload = payload_of(self.obs, c)
             next_obs, reward, terminated, truncated, autoreset = self.env.step(action)
-            args = (action, reward, terminated, truncated, autoreset, next_obs, payload)
+            args = (action, reward, terminated, truncated, autoreset, next_obs)
             self.buf.add(*(torch.as_tensor(a) for a in args) if to_tensor else args)
             for e, column in enumerate(self.steps):
                 column.append(Step(self.obs[e], int(action[e]), float(reward[e]), bool(terminated[e]),
@@ -198,7 +208,7 @@ def make(frame_shape: tuple[int, ...], stack: int, num_envs: int, rows: int, n_s
          max_len: int = 9) -> Driver:
     """A started driver over a fresh buffer."""
     buf = ReplayBuffer(rows * num_envs, num_envs, frame_shape, stack, n_step=n_step, gamma=0.9,
-                       payload_shape=(PAYLOAD,))
+                       payload=payload_fn(frame_shape[0]), payload_shape=(PAYLOAD,))
     driver = Driver(FakeVecEnv(num_envs, frame_shape, stack, seed, max_len), buf, seed)
     driver.reset()
     return driver
@@ -358,7 +368,8 @@ def test_reproducible_and_state_dict_round_trip():
     a, b = sample(d.buf, 3), sample(d.buf, 3)
     assert all(torch.equal(x, y) for x, y in zip(vars(a).values(), vars(b).values()))
     assert not torch.equal(a.index, sample(d.buf, 4).index)
-    clone = ReplayBuffer(80, 4, MINATAR[0], 1, n_step=3, gamma=0.9, payload_shape=(PAYLOAD,))
+    clone = ReplayBuffer(80, 4, MINATAR[0], 1, n_step=3, gamma=0.9, payload=payload_fn(MINATAR[0][0]),
+                         payload_shape=(PAYLOAD,))
     clone.load_state_dict({k: v.clone() if torch.is_tensor(v) else v for k, v in d.buf.state_dict().items()})
     c = sample(clone, 3)
     assert all(torch.equal(x, y) for x, y in zip(vars(a).values(), vars(c).values()))
@@ -368,7 +379,7 @@ def test_reproducible_and_state_dict_round_trip():
     for _ in range(7):
         step = d.env.step(np.arange(4))
         for buf in (d.buf, clone):
-            buf.add(np.arange(4), *step[1:], step[0], payload=np.zeros((4, PAYLOAD), np.float32))
+            buf.add(np.arange(4), *step[1:], step[0])
     a, c = sample(d.buf, 5), sample(clone, 5)
     assert all(torch.equal(x, y) for x, y in zip(vars(a).values(), vars(c).values()))
     with pytest.raises(ValueError):
@@ -423,16 +434,15 @@ def test_empty_and_validation_errors():
         buf.sample(4)
     with pytest.raises(ValueError):
         buf.start(np.zeros((2, 1, 3, 3), np.uint8))
-    with pytest.raises(ValueError):  # payload given to a buffer built without payload_shape
-        buf.add(np.zeros(2), np.zeros(2), np.zeros(2, bool), np.zeros(2, bool), np.zeros(2, bool),
-                np.zeros((2, 4, 3, 3), np.uint8), payload=np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="together"):  # a payload function without its shape
+        ReplayBuffer(30, 2, (1, 3, 3), 4, payload=payload_fn(1))
     with pytest.raises(ValueError):
         ReplayBuffer(8, 2, (1, 3, 3), 4)
 
 
 def test_one_million_atari_transitions_fit_in_7_5_gb():
     """Frames dominate: about 7.06 GB plus a few bytes per transition (meta device: nothing allocated)."""
-    buf = ReplayBuffer(1_000_000, 8, (1, 84, 84), 4, "meta", n_step=3, payload_shape=(18,))
+    buf = ReplayBuffer(1_000_000, 8, (1, 84, 84), 4, "meta", n_step=3, payload=payload_fn(1), payload_shape=(18,))
     assert buf.nbytes < 7.5e9
     assert buf.nbytes - 1_000_000 * 84 * 84 < 100e6
 

@@ -172,8 +172,9 @@ def test_stream_stores_the_payload_of_the_observation_acted_in() -> None:
     env = make_vector("MinAtar/Breakout", "minatar", 2, seed=0)
     frame = (env.frame_channels, *env.obs_shape[1:])
     payload = lambda obs: obs.flatten(1).float()  # noqa: E731  (identifies the frame exactly)
-    replay = ReplayBuffer(1000, 2, frame, env.preset.frame_stack, payload_shape=(int(np.prod(env.obs_shape)),))
-    stream = GameStream(env, replay, torch.device("cpu"), payload=payload)
+    replay = ReplayBuffer(1000, 2, frame, env.preset.frame_stack, payload=payload,
+                          payload_shape=(int(np.prod(env.obs_shape)),))
+    stream = GameStream(env, replay, torch.device("cpu"))
     stream.reset(seed=0)
     rng = np.random.default_rng(0)
     for _ in range(100):
