@@ -349,5 +349,6 @@ class ReplayBuffer:
         """Observation stacks (*rows.shape, stack*C, H, W) ending at rows, zero before the episode start."""
         flat = ((rows[..., None] - self._ages) % self.rows) * self.num_envs + envs[..., None]
         frames = self._frames.view(len(self._fifo), -1).index_select(0, flat.view(-1)).view(*flat.shape, -1)
-        frames.mul_(self._lookback(rows, envs).to(torch.uint8).unsqueeze(-1))
+        if self.stack > 1:  # a single frame is always its own episode's
+            frames.mul_(self._lookback(rows, envs).to(torch.uint8).unsqueeze(-1))
         return frames.view(*rows.shape, self.stack * self.frame_shape[0], *self.frame_shape[1:])

@@ -28,10 +28,10 @@ def epsilon_schedule(step: int, start: float, end: float, fraction_steps: int) -
 
 
 def make_adam(params: Any, *, lr: float, eps: float, capturable: bool = False) -> torch.optim.Adam:
-    """Adam; the fused kernel on CPU (about 3x faster than the per-tensor loop on small networks)."""
-    params = list(params)
-    on_cpu = all(p.device.type == "cpu" for p in params)
-    return torch.optim.Adam(params, lr=lr, eps=eps, capturable=capturable, fused=True if on_cpu else None)
+    """Adam with the fused kernel: on CUDA two multi-tensor ops for all the parameters instead of 17
+    (also inside a captured update, `capturable=True`), on the CPU about 3x faster than the per-tensor loop on small
+    networks."""
+    return torch.optim.Adam(list(params), lr=lr, eps=eps, capturable=capturable, fused=True)
 
 
 class DQN:
