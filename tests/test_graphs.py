@@ -1,8 +1,8 @@
 """CUDA-graphed updates must equal eager ones (GPU tests skip without CUDA; the eager path runs everywhere).
 
 Without a GPU, `NoHostSync` still checks on the CPU that the code captured on CUDA (replay draw and step
-recording, DQN and student updates, acting and payload forwards) never reads device data on the host, which
-would break capture.
+recording with the experts' outputs, DQN and student updates with or without their replay draw, acting and
+inference forwards) never reads device data on the host, which would break capture.
 """
 
 from __future__ import annotations
