@@ -7,8 +7,9 @@
 #            against SB3's DQN on Breakout
 #   batch128 the same at the same samples per agent step (8) in batch-128 updates, one per 16 agent steps, without
 #            SB3 (its ratio uses the `experts` check's SB3 of the same call; on the session-11 H200 a loop iteration
-#            took ~1 ms per batch-32 update it held: 17 ms for 16, 30.5 for 32). It learns less per agent step:
-#            on MinAtar at 64 envs, 20-29% less by the area under the curve (README, "Batch 128 against batch 32")
+#            took ~1 ms per batch-32 update it held: 17 ms for 16, 30.5 for 32). On MinAtar at 64 envs it learned
+#            20-29% less per agent step at the same learning rate, about as much with twice that (README, "Batch 128
+#            against batch 32"); `--set lr=...` belongs to learning runs, not to this throughput check
 #   bf16     the same trainer in bf16 at 64 envs
 #   threads  the 64-env fp32 trainer with one torch CPU thread (OMP_NUM_THREADS=1), to set against `experts`
 #   profile  where one loop iteration's time goes (bench.py --profile): experts at 64 envs, distill 8 games
