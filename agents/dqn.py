@@ -113,14 +113,10 @@ class DQN:
         if (count, deferred) not in self._steps:
             zero_grad = partial(self.optimizer.zero_grad, set_to_none=True)
             train = partial(steps_in_parts, lambda i, b: self._train_step(b, self.updates + i + 1), zero_grad, count)
-            step = train if deferred is None else (
-                lambda inputs: train(self._drawn_tensors(deferred, inputs["u"], count)))
-            self._steps[count, deferred] = GraphedStep(step, zero_grad, self.device, enabled=self.use_cuda_graph)
-        if deferred is None:
-            inputs = self._batch_tensors(batch)
-            check_parts(inputs, count)
-        else:
-            inputs = {"u": draw_uniforms([deferred], self.device, generator)}
+            self._steps[count, deferred] = GraphedStep(lambda inputs: train(self._batch_of(deferred, inputs, count)),
+                                                       zero_grad, self.device, enabled=self.use_cuda_graph)
+        inputs = (self._batch_tensors(batch) if deferred is None
+                  else {"u": draw_uniforms([deferred], self.device, generator)})
         metrics = self._steps[count, deferred](inputs)
         self.updates += count
         return metrics
@@ -144,10 +140,11 @@ class DQN:
         for step in self._steps.values():
             step.reset()  # the optimizer state tensors were replaced, so the graphs' pointers are stale
 
-    def _drawn_tensors(self, deferred: DeferredBatch, uniforms: Tensor, count: int) -> dict[str, Tensor]:
-        """The deferred batch drawn with `uniforms`, as `_batch_tensors` and checked to split into `count` parts
-        (device ops only)."""
-        tensors = self._batch_tensors(drawn([deferred], uniforms)[0])
+    def _batch_of(self, deferred: DeferredBatch | None, inputs: Mapping[str, Tensor], count: int
+                  ) -> Mapping[str, Tensor]:
+        """The step's batch (`inputs`, or the deferred batch drawn with `inputs["u"]`), checked to split into
+        `count` parts (device ops only)."""
+        tensors = inputs if deferred is None else self._batch_tensors(drawn([deferred], inputs["u"])[0])
         check_parts(tensors, count)
         return tensors
 
