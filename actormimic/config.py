@@ -39,6 +39,12 @@ def cpu_threads_option() -> Any:
                   "all cores stall when other processes compete for them)", min=0)
 
 
+def env_threads_option() -> Any:
+    """The `env_threads` field shared by the training configs."""
+    return option(0, "ALE worker threads per game's vector env (0: one per env, at most one per CPU core; "
+                  "MinAtar steps on the main thread)", min=0)
+
+
 def precision_option() -> Any:
     """The `precision` field shared by the training configs."""
     return option("fp32", "torso arithmetic: fp32, or bf16 autocast (Q head, loss and Adam stay fp32; pays off "
@@ -75,6 +81,7 @@ class ExpertsConfig:
     seed: int = option(0, "random seed", min=0)
     device: str = option("auto", "training device", choices=("auto", "cpu", "cuda"))
     num_envs: int = option(8, "parallel training envs per game", min=1)
+    env_threads: int = env_threads_option()
     cpu_threads: int = cpu_threads_option()
     arch: str = option("auto", "Q-network torso (auto: from the observation shape)",
                        choices=("auto", "nature", "minatar"))
@@ -120,6 +127,7 @@ class DistillConfig:
     seed: int = option(0, "random seed", min=0)
     device: str = option("auto", "training device", choices=("auto", "cpu", "cuda"))
     num_envs: int = option(4, "parallel envs per game", min=1)
+    env_threads: int = env_threads_option()
     cpu_threads: int = cpu_threads_option()
     loss: str = option("ce", "distillation loss", choices=("ce", "cc", "kl", "mse", "seed-cc"))
     temperature: float = option(1.0, "softmax temperature T of the teacher policy softmax(Q/T)", gt=0.0)
@@ -207,7 +215,7 @@ def load_config(cls: type, path: str | Path | None = None, overrides: typing.Seq
 
 # what a resumed run may change: its length, its pace of logging and saving, where it runs, the final evaluation
 RESUMABLE = ("steps", "time_limit_minutes", "log_interval", "checkpoint_interval", "device", "cpu_threads",
-             "cuda_graph", "eval.num_envs", "eval.final_episodes")
+             "env_threads", "cuda_graph", "eval.num_envs", "eval.final_episodes")
 
 
 def check_resumed_config(saved: Any, config: Any, source: str | Path) -> None:

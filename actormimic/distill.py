@@ -76,7 +76,7 @@ def distill(config: DistillConfig, out: str, *, experts: Sequence[str] = (), res
     paths = expert_paths(games, experts, config.experts)
     device = select_device(config.device, config.cpu_threads)
     preset = get_preset(config.preset)
-    envs = {game: make_vector(game, preset, config.num_envs, config.seed + 1000 * i)
+    envs = {game: make_vector(game, preset, config.num_envs, config.seed + 1000 * i, num_threads=config.env_threads)
             for i, game in enumerate(games)}
     try:
         teachers = {game: load_teacher(paths[game], game, preset.name, envs[game], device) for game in games}

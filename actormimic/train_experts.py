@@ -96,7 +96,7 @@ def train_one_game(config: ExpertsConfig, game: str, folder: Path, gpu: int | No
         return resume_state["eval"]
     seed_everything(config.seed)
     preset = get_preset(config.preset)
-    env = make_vector(game, preset, config.num_envs, config.seed)
+    env = make_vector(game, preset, config.num_envs, config.seed, num_threads=config.env_threads)
     frame_shape = (env.frame_channels, *env.obs_shape[1:])
     arch = arch_for_obs_shape(env.obs_shape) if config.arch == "auto" else config.arch
     q_net = QNetwork(arch, env.obs_shape, env.n_actions, config.dueling).to(device)

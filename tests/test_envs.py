@@ -368,11 +368,12 @@ def test_truncation_at_cap_then_autoreset():
 
 
 def test_send_recv_matches_step_and_seeding():
+    """Seeded runs repeat exactly, stepped by step() or send/recv, with any number of ALE worker threads."""
     rng = np.random.default_rng(3)
     actions = rng.integers(0, 4, size=(60, 3))
 
-    def run(seed, async_=False):
-        env = make_vector("Breakout", "nature", 3, seed=seed)
+    def run(seed, async_=False, threads=0):
+        env = make_vector("Breakout", "nature", 3, seed=seed, num_threads=threads)
         out = [env.reset()]
         for a in actions:
             if async_:
@@ -386,6 +387,7 @@ def test_send_recv_matches_step_and_seeding():
 
     a = run(11)
     np.testing.assert_array_equal(a, run(11, async_=True))  # deterministic + send/recv == step
+    np.testing.assert_array_equal(a, run(11, async_=True, threads=1))  # whatever the worker threads (env_threads)
     # seeds derive distinct no-op starts per env: envs of one vector differ
     assert not np.array_equal(a[:, 0], a[:, 1]) or not np.array_equal(a[:, 1], a[:, 2])
 
