@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
+
+import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_update.py"
 
@@ -20,3 +23,42 @@ def test_update_flops_match_the_nature_cnn_by_hand() -> None:
     # online forward + target forward + backward (weight gradients everywhere, input gradients except conv1's)
     per_sample = forward + forward + (2 * forward - macs["conv1"])
     assert flops == 2 * bench_update.BATCH * per_sample
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, SCRIPT.with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_update_variants_are_the_same_double_dqn_update() -> None:
+    """The benchmark's candidate forms of the update compute DQN's loss and gradients."""
+    variants = _load("bench_update_variants")
+    batch = variants.random_batch(6, torch.device("cpu"))
+    grads = {}
+    for variant in ("default", "merged-online", "parallel"):  # parallel: the default's code path without CUDA
+        agent = variants.make_agent(variant, torch.device("cpu"))
+        loss, q_mean = agent._td_loss(agent._batch_tensors(batch))
+        loss.backward()
+        grads[variant] = (loss.detach(), q_mean, [p.grad.clone() for p in agent.online.parameters()])
+    loss_a, q_a, g_a = grads["default"]
+    for variant in ("merged-online", "parallel"):
+        loss_b, q_b, g_b = grads[variant]
+        torch.testing.assert_close(loss_b, loss_a, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(q_b, q_a, rtol=1e-5, atol=1e-6)
+        for a, b in zip(g_a, g_b):
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+
+
+def test_variants_script_writes_a_row_per_setting(tmp_path: Path) -> None:
+    variants = _load("bench_update_variants")
+    out = tmp_path / "rows.json"
+    variants.main(["--device", "cpu", "--variants", "default", "merged-online", "--batch", "4", "--count", "1", "2",
+                   "--seconds", "0.05", "--json", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["variant"], r["updates_per_call"]) for r in rows] == [
+        ("default", 1), ("default", 2), ("merged-online", 1), ("merged-online", 2)]
+    assert all(r["update_us"] > 0 and r["graphed"] is False for r in rows)
+    assert rows[0]["ratio_to_default"] == 1.0 and rows[2]["ratio_to_default"] > 0
+    assert "drift_from_default" not in rows[0] and all(r["drift_from_default"] < 1e-5 for r in rows[2:])
