@@ -150,14 +150,12 @@ def _stager(staging: str, env) -> Callable[[np.ndarray], None]:
             "numpy": lambda obs: np.copyto(view, obs)}[staging]
 
 
-def _time_lockstep(games: list[str], preset_name: str, num_envs: int, threads: int, staging: str, seconds: float,
-                   seed: int) -> tuple[int, float]:
+def _time_lockstep(envs: list, staging: str, seconds: float, seed: int) -> tuple[int, float]:
     """(iterations, seconds) of stepping one vector env per game together: all sends, then all receives, each
     received batch staged as `staging` says."""
-    envs = [make_vector(g, preset_name, num_envs, seed + i, num_threads=threads) for i, g in enumerate(games)]
     stagers = [_stager(staging, env) for env in envs]
     rng = np.random.default_rng(seed)
-    actions = [rng.integers(0, e.n_actions, size=(256, num_envs)) for e in envs]
+    actions = [rng.integers(0, e.n_actions, size=(256, e.num_envs)) for e in envs]
 
     def step(i: int) -> None:
         for env, acts in zip(envs, actions):
@@ -165,25 +163,28 @@ def _time_lockstep(games: list[str], preset_name: str, num_envs: int, threads: i
         for env, stage in zip(envs, stagers):
             stage(env.recv().obs)
 
-    for env in envs:
-        env.reset()
     _time_loop(step, np.arange(256), 0.5)  # warm-up
-    timed = _time_loop(step, np.arange(256), seconds)
-    for env in envs:
-        env.close()
-    return timed
+    return _time_loop(step, np.arange(256), seconds)
 
 
 def bench_loop(games: list[str], preset_name: str, num_envs: int, threads: list[int], stagings: list[str],
                seconds: float, seed: int) -> dict:
-    """Env steps/s over all `games` stepped together, per ALE thread setting and staging (two interleaved rounds)."""
-    settings = [(t, s) for t in threads for s in stagings]
-    totals = {setting: [0, 0.0] for setting in settings}
+    """Env steps/s over all `games` stepped together, per ALE thread setting and staging (two interleaved rounds;
+    the envs of each thread setting are made once, since making them takes longer than timing them)."""
+    envs = {t: [make_vector(g, preset_name, num_envs, seed + i, num_threads=t) for i, g in enumerate(games)]
+            for t in threads}
+    for per_game in envs.values():
+        for env in per_game:
+            env.reset()
+    totals = {(t, s): [0, 0.0] for t in threads for s in stagings}
     for _ in range(2):
-        for t, s in settings:
-            n, dt = _time_lockstep(games, preset_name, num_envs, t, s, seconds / 2, seed)
+        for t, s in totals:
+            n, dt = _time_lockstep(envs[t], s, seconds / 2, seed)
             totals[t, s][0] += n
             totals[t, s][1] += dt
+    for per_game in envs.values():
+        for env in per_game:
+            env.close()
     rows = [{"ale_threads_per_game": t, "staging": s, "env_steps_per_s_all_games": n * num_envs * len(games) / dt}
             for (t, s), (n, dt) in totals.items()]
     return {"games": games, "num_envs_per_game": num_envs, "torch_threads": torch.get_num_threads(), "rows": rows}
