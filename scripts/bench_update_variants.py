@@ -129,7 +129,7 @@ def per_update_seconds(call: Callable[[], Any], updates_per_call: int, seconds: 
         call()
     sync()
     best, calls, deadline = float("inf"), 1, time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
+    while best == float("inf") or time.perf_counter() < deadline:
         start = time.perf_counter()
         for _ in range(calls):
             call()
@@ -153,10 +153,12 @@ def frozen_metrics(variant: str, batch: Mapping[str, Tensor], count: int, device
         return torch.stack([metrics[k].float() for k in ("loss/td", "train/grad_norm", "train/q_mean")])
 
 
-def measure(variant: str, batch_size: int, count: int, device: torch.device, seconds: float) -> dict[str, Any]:
+def measure(variant: str, batch_size: int, count: int, device: torch.device, seconds: float,
+            references: dict[tuple[int, int], Tensor]) -> dict[str, Any]:
     """One variant at one batch size and updates per call: its time per update, and the largest relative
     difference of its loss, gradient norm and mean Q from the default's on the same weights (float32 rounding gives
-    ~1e-6, TF32 ~1e-3; a candidate that computed something else, e.g. by a race between streams, far more)."""
+    ~1e-6, TF32 ~1e-3; a candidate that computed something else, e.g. by a race between streams, far more). The
+    default's metrics are kept in `references` for the next candidate of the same setting."""
     batch = random_batch(batch_size * count, device)
     with switches(variant):
         agent = make_agent(variant, device)
@@ -165,7 +167,9 @@ def measure(variant: str, batch_size: int, count: int, device: torch.device, sec
     row = {"variant": variant, "batch": batch_size, "updates_per_call": count, "graphed": graphed,
            "update_us": seconds_per_update * 1e6, "us_per_sample": seconds_per_update * 1e6 / batch_size}
     if variant != "default":
-        reference = frozen_metrics("default", batch, count, device)
+        if (batch_size, count) not in references:
+            references[batch_size, count] = frozen_metrics("default", batch, count, device)
+        reference = references[batch_size, count]
         difference = (frozen_metrics(variant, batch, count, device) - reference).abs() / reference.abs()
         row["drift_from_default"] = float(difference.max())
     return row
@@ -184,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     rows: list[dict[str, Any]] = []
     baseline: dict[tuple[int, int], float] = {}
+    references: dict[tuple[int, int], Tensor] = {}
     print(f"{name}, torch {torch.__version__}")
     print(f"{'variant':>16} {'batch':>5} {'per call':>8} {'graphed':>7} {'us/update':>9} {'us/sample':>9} "
           f"{'vs default':>10} {'drift':>8}")
@@ -192,20 +197,20 @@ def main(argv: list[str] | None = None) -> None:
             for count in args.count:
                 key = (batch_size, count)
                 try:
-                    row = measure(variant, batch_size, count, device, args.seconds)
+                    row = measure(variant, batch_size, count, device, args.seconds, references)
                 except Exception as error:  # a candidate that fails here is a result too; the others still run
-                    rows.append({"variant": variant, "batch": batch_size, "updates_per_call": count,
-                                 "error": f"{type(error).__name__}: {error}"})
-                    print(f"{variant:>16} {batch_size:>5} {count:>8} failed: {rows[-1]['error']}", flush=True)
-                    continue
-                if variant == "default":
-                    baseline[key] = row["update_us"]
-                row["ratio_to_default"] = row["update_us"] / baseline[key] if key in baseline else None
+                    row = {"variant": variant, "batch": batch_size, "updates_per_call": count,
+                           "error": f"{type(error).__name__}: {error}"}
+                    print(f"{variant:>16} {batch_size:>5} {count:>8} failed: {row['error']}", flush=True)
+                else:
+                    if variant == "default":
+                        baseline[key] = row["update_us"]
+                    row["ratio_to_default"] = row["update_us"] / baseline[key] if key in baseline else None
+                    ratio = f"{row['ratio_to_default']:.3f}" if row["ratio_to_default"] is not None else "-"
+                    drift = f"{row['drift_from_default']:.1e}" if "drift_from_default" in row else "-"
+                    print(f"{variant:>16} {batch_size:>5} {count:>8} {str(row['graphed']):>7} "
+                          f"{row['update_us']:9.1f} {row['us_per_sample']:9.2f} {ratio:>10} {drift:>8}", flush=True)
                 rows.append(row)
-                ratio = f"{row['ratio_to_default']:.3f}" if row["ratio_to_default"] is not None else "-"
-                drift = f"{row['drift_from_default']:.1e}" if "drift_from_default" in row else "-"
-                print(f"{variant:>16} {batch_size:>5} {count:>8} {str(row['graphed']):>7} {row['update_us']:9.1f} "
-                      f"{row['us_per_sample']:9.2f} {ratio:>10} {drift:>8}", flush=True)
                 if args.json:
                     write_json(Path(args.json), {"device": name, "torch": torch.__version__, "rows": rows})
 

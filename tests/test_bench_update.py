@@ -62,3 +62,21 @@ def test_variants_script_writes_a_row_per_setting(tmp_path: Path) -> None:
     assert all(r["update_us"] > 0 and r["graphed"] is False for r in rows)
     assert rows[0]["ratio_to_default"] == 1.0 and rows[2]["ratio_to_default"] > 0
     assert "drift_from_default" not in rows[0] and all(r["drift_from_default"] < 1e-5 for r in rows[2:])
+
+
+def test_variants_script_records_a_failing_candidate_and_goes_on(tmp_path: Path, monkeypatch) -> None:
+    variants = _load("bench_update_variants")
+    measure = variants.measure
+
+    def fails_for_tf32(variant, *args):  # noqa: ANN001, ANN202
+        if variant == "tf32":
+            raise RuntimeError("capture failed")
+        return measure(variant, *args)
+
+    monkeypatch.setattr(variants, "measure", fails_for_tf32)
+    out = tmp_path / "rows.json"
+    variants.main(["--device", "cpu", "--variants", "default", "tf32", "merged-online", "--batch", "4", "--count",
+                   "1", "--seconds", "0.01", "--json", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["default", "tf32", "merged-online"]
+    assert rows[1]["error"] == "RuntimeError: capture failed" and "update_us" in rows[2]
