@@ -10,10 +10,11 @@
 #            took ~1 ms per batch-32 update it held: 17 ms for 16, 30.5 for 32). On MinAtar at 64 envs it learned
 #            20-29% less per agent step at the same learning rate, about as much with twice that (README, "Batch 128
 #            against batch 32"); `--set lr=...` belongs to learning runs, not to this throughput check
-#   update   the DQN update alone, batch 32 and 128 (the compiled form: 32), 16 per CUDA graph, as the trainer builds it and in candidate
-#            forms (cuDNN autotuning, TF32 matrix products, Double DQN's online forwards merged, the three forwards
-#            on parallel streams, the TD loss through torch.compile): what would lift the ~1 ms per batch-32 update
-#            that capped the session-11 loop
+#   update   the DQN update alone, batch 32 and 128 (the compiled form: 32), 16 per CUDA graph, as the trainer
+#            builds it and in candidate forms (cuDNN autotuning, TF32 matrix products, Double DQN's online forwards
+#            merged, the three forwards on parallel streams, the TD loss through torch.compile), each with its
+#            drift from the default's loss and gradient norm: what would lift the ~1 ms per batch-32 update that
+#            capped the session-11 loop
 #   bf16     the same trainer in bf16 at 64 envs
 #   threads  the 64-env fp32 trainer with one torch CPU thread (OMP_NUM_THREADS=1), to set against `experts`
 #   profile  where one loop iteration's time goes (bench.py --profile): experts at 64 envs, distill 8 games
