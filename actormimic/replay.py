@@ -66,6 +66,7 @@ class Batch:
 
 
 _FIELDS = tuple(field.name for field in dataclasses.fields(Batch))
+_WINDOW_FIELDS = {"reward", "next_obs", "done", "discount"}  # the fields that need a transition's n-step window
 
 _STORAGE = ("frames", "action", "reward", "terminated", "truncated", "start", "valid", "fifo", "row_cum", "tail")
 
@@ -244,7 +245,7 @@ class ReplayBuffer:
 
     def _draw(self, fields: tuple[str, ...], uniforms: Tensor) -> dict[str, Tensor]:
         """The batch's ``fields`` for ``uniforms`` in [0, 1): static shapes, device tensors only (CUDA-graph safe).
-        The next observations' stacks and the payload are gathered only when asked for."""
+        Only what the fields need is computed: the n-step window, the next observations' stacks, the payload."""
         first, bulk, band, cum, total = self._census()
         torch._assert_async(total > 0, "ReplayBuffer.sample: no sampleable transitions")
         u = torch.minimum((uniforms * total).long(), total - 1)
@@ -255,14 +256,16 @@ class ReplayBuffer:
             j = torch.searchsorted(cum, u - bulk, right=True).clamp_max(cum.numel() - 1)
             in_bulk = u < bulk
             rows, envs = torch.where(in_bulk, rows, band[j // N]), torch.where(in_bulk, envs, j % N)
-        _, steps, ret, done = self._forward(rows, envs)
         index = (rows % T) * N + envs
-        ends = [rows, rows + steps] if "next_obs" in fields else [rows]  # one gather for both stacks
-        stacks = self._stacks(torch.stack(ends), envs.expand(len(ends), -1)).unbind(0)
-        batch = {"obs": stacks[0], "action": self._action.view(-1)[index], "reward": ret, "done": done.float(),
-                 "discount": self._gamma_pow[steps], "index": index}
-        if "next_obs" in fields:
-            batch["next_obs"] = stacks[1]
+        batch = {"index": index}
+        if _WINDOW_FIELDS & set(fields):  # the n-step window (distillation's draws need none of it)
+            _, steps, ret, done = self._forward(rows, envs)
+            batch.update(reward=ret, done=done.float(), discount=self._gamma_pow[steps])
+        if "obs" in fields or "next_obs" in fields:
+            ends = [rows, rows + steps] if "next_obs" in fields else [rows]  # one gather for both stacks
+            batch.update(zip(("obs", "next_obs"), self._stacks(torch.stack(ends), envs.expand(len(ends), -1))))
+        if "action" in fields:
+            batch["action"] = self._action.view(-1)[index]
         if "payload" in fields:
             batch["payload"] = self._payload.flatten(0, 1).index_select(0, index)
         return {name: batch[name] for name in fields}
