@@ -96,13 +96,18 @@ class DQN:
     def td_target(self, reward: Tensor, next_obs: Tensor, done: Tensor, discount: Tensor) -> Tensor:
         """reward + discount * (1 - done) * Q_target(next_obs, a'), a' = argmax of online (double) or target."""
         with torch.no_grad():
-            next_q = self.target(next_obs)
-            if self.double:
-                best = self.online(next_obs).argmax(dim=1, keepdim=True)
-                next_value = next_q.gather(1, best).squeeze(1)
-            else:
-                next_value = next_q.max(dim=1).values
-            return reward + discount * (1.0 - done.to(next_value.dtype)) * next_value
+            online_next_q = self.online(next_obs) if self.double else None
+            return self._bootstrap(reward, done, discount, self.target(next_obs), online_next_q)
+
+    @staticmethod
+    def _bootstrap(reward: Tensor, done: Tensor, discount: Tensor, next_q: Tensor, online_next_q: Tensor | None
+                   ) -> Tensor:
+        """reward + discount * (1 - done) * next_q at a' = argmax of online_next_q (double DQN) or of next_q."""
+        if online_next_q is not None:
+            next_value = next_q.gather(1, online_next_q.argmax(dim=1, keepdim=True)).squeeze(1)
+        else:
+            next_value = next_q.max(dim=1).values
+        return reward + discount * (1.0 - done.to(next_value.dtype)) * next_value
 
     def update(self, batch: Any, count: int = 1, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """`count` gradient steps, one on each of the `count` equal parts of a replay batch (mapping or object
@@ -162,8 +167,12 @@ class DQN:
 
     def _td_loss(self, b: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         """TD loss and mean Q of the taken actions."""
-        q = self.online(b["obs"]).gather(1, b["action"].long().unsqueeze(1)).squeeze(1)
-        target = self.td_target(b["reward"], b["next_obs"], b["done"], b["discount"])
+        q_all = self.online(b["obs"])
+        return self._loss_of(q_all, b, self.td_target(b["reward"], b["next_obs"], b["done"], b["discount"]))
+
+    def _loss_of(self, q_all: Tensor, b: Mapping[str, Tensor], target: Tensor) -> tuple[Tensor, Tensor]:
+        """TD loss (Huber or MSE) and mean Q of b's actions, from the online Q-values of b's observations."""
+        q = q_all.gather(1, b["action"].long().unsqueeze(1)).squeeze(1)
         td = F.smooth_l1_loss(q, target) if self.loss == "huber" else F.mse_loss(q, target)
         return td, q.detach().mean()
 

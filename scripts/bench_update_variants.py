@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from actormimic.runtime import write_json
@@ -50,13 +49,9 @@ class MergedOnlineDQN(DQN):
     def _td_loss(self, b: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         n = len(b["obs"])
         q_both = self.online(torch.cat([b["obs"], b["next_obs"]]))
-        q = q_both[:n].gather(1, b["action"].long().unsqueeze(1)).squeeze(1)
         with torch.no_grad():
-            best = q_both[n:].argmax(dim=1, keepdim=True)
-            next_value = self.target(b["next_obs"]).gather(1, best).squeeze(1)
-            target = b["reward"] + b["discount"] * (1.0 - b["done"]) * next_value
-        td = F.smooth_l1_loss(q, target) if self.loss == "huber" else F.mse_loss(q, target)
-        return td, q.detach().mean()
+            target = self._bootstrap(b["reward"], b["done"], b["discount"], self.target(b["next_obs"]), q_both[n:])
+        return self._loss_of(q_both[:n], b, target)
 
 
 class ParallelForwardsDQN(DQN):
@@ -78,13 +73,13 @@ class ParallelForwardsDQN(DQN):
             with torch.cuda.stream(self._side[0]):
                 next_q = self.target(b["next_obs"])
             with torch.cuda.stream(self._side[1]):
-                best = self.online(b["next_obs"]).argmax(dim=1, keepdim=True)
-        q = self.online(b["obs"]).gather(1, b["action"].long().unsqueeze(1)).squeeze(1)
+                online_next_q = self.online(b["next_obs"])
+        q_all = self.online(b["obs"])
         for side in self._side:
             main.wait_stream(side)
-        target = b["reward"] + b["discount"] * (1.0 - b["done"]) * next_q.gather(1, best).squeeze(1)
-        td = F.smooth_l1_loss(q, target) if self.loss == "huber" else F.mse_loss(q, target)
-        return td, q.detach().mean()
+        with torch.no_grad():
+            target = self._bootstrap(b["reward"], b["done"], b["discount"], next_q, online_next_q)
+        return self._loss_of(q_all, b, target)
 
 
 def random_batch(size: int, device: torch.device, seed: int = 0) -> dict[str, Tensor]:
