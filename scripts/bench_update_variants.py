@@ -11,6 +11,8 @@ steps near 4,000 env steps/s (README, "GPU: Pong in 8 minutes").
 
 Variants, candidates for the trainer (which runs `default`):
   default          the update as the trainer builds it
+  plain            plain DQN (double=false: no online forward of next_obs), the algorithm SB3 runs and the
+                   throughput benchmarks time; not a candidate (its target differs), so it has no drift
   cudnn-benchmark  torch.backends.cudnn.benchmark: cuDNN times its algorithms once per convolution shape
   tf32             TF32 matrix products (cuDNN's convolutions use TF32 already by default)
   merged-online    Double DQN's two online forwards (obs and next_obs) as one forward of both batches
@@ -39,7 +41,7 @@ from agents.dqn import DQN
 from agents.networks import QNetwork
 
 ACTIONS = 4
-VARIANTS = ("default", "cudnn-benchmark", "tf32", "merged-online", "parallel", "compiled")
+VARIANTS = ("default", "plain", "cudnn-benchmark", "tf32", "merged-online", "parallel", "compiled")
 
 
 class MergedOnlineDQN(DQN):
@@ -94,11 +96,11 @@ def random_batch(size: int, device: torch.device, seed: int = 0) -> dict[str, Te
 
 
 def make_agent(variant: str, device: torch.device, seed: int = 0) -> DQN:
-    """The trainer's Double DQN, or the variant's version of it."""
+    """The trainer's Double DQN, the variant's version of it, or plain DQN."""
     torch.manual_seed(seed)
     net = QNetwork("nature", (4, 84, 84), ACTIONS)
     agent_class = {"merged-online": MergedOnlineDQN, "parallel": ParallelForwardsDQN}.get(variant, DQN)
-    agent = agent_class(net, double=True, device=device)
+    agent = agent_class(net, double=variant != "plain", device=device)
     if variant == "compiled":
         agent._td_loss = torch.compile(agent._td_loss)  # type: ignore[method-assign]
     return agent
@@ -161,7 +163,7 @@ def measure(variant: str, batch_size: int, count: int, device: torch.device, sec
         graphed = any(step._graph is not None for step in agent._steps.values())
     row = {"variant": variant, "batch": batch_size, "updates_per_call": count, "graphed": graphed,
            "update_us": seconds_per_update * 1e6, "us_per_sample": seconds_per_update * 1e6 / batch_size}
-    if variant != "default":
+    if variant not in ("default", "plain"):
         if (batch_size, count) not in references:
             references[batch_size, count] = frozen_metrics("default", batch, count, device)
         reference = references[batch_size, count]

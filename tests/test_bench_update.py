@@ -54,14 +54,16 @@ def test_update_variants_are_the_same_double_dqn_update() -> None:
 def test_variants_script_writes_a_row_per_setting(tmp_path: Path) -> None:
     variants = _load("bench_update_variants")
     out = tmp_path / "rows.json"
-    variants.main(["--device", "cpu", "--variants", "default", "merged-online", "--batch", "4", "--count", "1", "2",
-                   "--seconds", "0.05", "--json", str(out)])
+    variants.main(["--device", "cpu", "--variants", "default", "merged-online", "plain", "--batch", "4", "--count",
+                   "1", "2", "--seconds", "0.05", "--json", str(out)])
     rows = json.loads(out.read_text())["rows"]
     assert [(r["variant"], r["updates_per_call"]) for r in rows] == [
-        ("default", 1), ("default", 2), ("merged-online", 1), ("merged-online", 2)]
+        ("default", 1), ("default", 2), ("merged-online", 1), ("merged-online", 2), ("plain", 1), ("plain", 2)]
     assert all(r["update_us"] > 0 and r["graphed"] is False for r in rows)
     assert rows[0]["ratio_to_default"] == 1.0 and rows[2]["ratio_to_default"] > 0
-    assert "drift_from_default" not in rows[0] and all(r["drift_from_default"] < 1e-5 for r in rows[2:])
+    assert "drift_from_default" not in rows[0] and all(r["drift_from_default"] < 1e-5 for r in rows[2:4])
+    assert "drift_from_default" not in rows[4]  # plain DQN computes another target: not a candidate
+    assert variants.make_agent("plain", torch.device("cpu")).double is False
 
 
 def test_variants_script_records_a_failing_candidate_and_goes_on(tmp_path: Path, monkeypatch) -> None:
