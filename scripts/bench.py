@@ -1,7 +1,7 @@
 """Throughput benchmarks against a peer measured in the same run.
 
     python scripts/bench.py experts --game Breakout --seconds 120 --json OUT.json
-        our trainer (once per --precisions entry) vs Stable-Baselines3's DQN (same Nature CNN, batch 32,
+        our trainer (once per --precisions entry) vs Stable-Baselines3's DQN (both plain DQN, same Nature CNN, batch 32,
         one update per 4 agent steps, Adam 1e-4, torch's default thread count unless --sb3-threads; run
         first, so with glibc's default malloc): env steps/s after learning starts, and the ratios. Atari:
         SB3 as RL-Zoo runs it (one env, its own wrappers); MinAtar: SB3 through scripts/sb3_peer.py on our
@@ -150,10 +150,11 @@ DEFAULT_THREADS = torch.get_num_threads()  # before our trainer sets its own
 
 def bench_config(game: str, seconds: float, learning_starts: int, num_envs: int, overrides: list[str]
                  ) -> ExpertsConfig:
-    """The expert config both trainers run: `seconds` after learning starts, no evaluation."""
+    """The expert config both trainers run: `seconds` after learning starts, no evaluation, plain DQN as SB3's
+    (`--set double=true` times ours as Double DQN)."""
     return load_config(ExpertsConfig, None, [
         f"games=['{game}']", f"preset={'minatar' if is_minatar(game) else 'nature'}", "steps=100000000",
-        f"num_envs={num_envs}", "replay_capacity=100000", f"learning_starts={learning_starts}",
+        f"num_envs={num_envs}", "replay_capacity=100000", f"learning_starts={learning_starts}", "double=false",
         f"time_limit_minutes={(seconds + 10) / 60}", "eval.interval=0", "eval.episodes=1", "eval.final_episodes=0",
         "log_interval=30", "checkpoint_interval=100000000", *overrides,
     ])
@@ -180,6 +181,7 @@ def ours_experts(game: str, seconds: float, learning_starts: int, num_envs: int,
     return {"steps": steps, "seconds": seconds, "steps_per_s": steps / max(seconds, 1e-9), "num_envs": num_envs,
             "cpu_threads": config.cpu_threads or "auto (timed 1 vs all cores)",
             "torch_threads_at_end": torch.get_num_threads(), "precision": config.precision,
+            "algorithm": "double DQN" if config.double else "plain DQN",
             "updates": describe_updates(config.batch_size, config.updates_per_step),
             **({"profile": report} if profile else {})}
 

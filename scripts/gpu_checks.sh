@@ -4,8 +4,8 @@
 # Checks, each with its own time limit, everything logged to $OUT/log.txt:
 #   tests    the CUDA-graph correctness tests and the replay tests (on the device)
 #   experts  our expert trainer (fp32 at EXPERT_ENVS, default 64 and 128 envs, for BENCH_SECONDS, default 20)
-#            against SB3's DQN on Breakout; every trainer check runs plain DQN (double=false), like SB3's and like
-#            the CPU benchmark (the session-11 H200 numbers were Double DQN: one more forward per update)
+#            against SB3's DQN on Breakout; bench.py runs plain DQN (double=false) like SB3's (the session-11 H200
+#            numbers were Double DQN, then bench.py's default: one more forward per update)
 #   batch128 the same at the same samples per agent step (8) in batch-128 updates, one per 16 agent steps, without
 #            SB3 (its ratio uses the `experts` check's SB3 of the same call; on the session-11 H200 a loop iteration
 #            took ~1 ms per batch-32 update it held: 17 ms for 16, 30.5 for 32). On MinAtar at 64 envs it learned
@@ -35,7 +35,6 @@ OUT=${OUT:-gpu-results}
 mkdir -p "$OUT"
 LOG="$OUT/log.txt"
 export PYTHONUNBUFFERED=1
-PLAIN="--set double=false"  # the trainer checks time plain DQN, the algorithm SB3 runs
 source scripts/device_env.sh  # the wheels of scripts/device_wheels.sh, if carried as .whl/
 
 EIGHT=Atlantis,Boxing,Breakout,CrazyClimber,Enduro,Pong,Seaquest,SpaceInvaders  # the seed paper's games
@@ -54,9 +53,9 @@ check() {
     tests) step tests 60 python -m pytest -q -p no:cacheprovider tests/test_graphs.py tests/test_replay.py ;;
     experts) step experts 170 python scripts/bench.py experts --game Breakout --seconds "${BENCH_SECONDS:-20}" \
         --num-envs ${EXPERT_ENVS:-64 128} \
-        $PLAIN --precisions fp32 --json "$OUT/bench_experts.json" ;;
+        --precisions fp32 --json "$OUT/bench_experts.json" ;;
     batch128) step batch128 170 python scripts/bench.py experts --game Breakout --seconds "${BENCH_SECONDS:-20}" \
-        --num-envs ${EXPERT_ENVS:-64 128} $PLAIN --precisions fp32 --set batch_size=128 --set updates_per_step=0.0625 \
+        --num-envs ${EXPERT_ENVS:-64 128} --precisions fp32 --set batch_size=128 --set updates_per_step=0.0625 \
         --sb3-seconds 0 --json "$OUT/bench_experts_b128.json" ;;
     update)
         step update 70 python scripts/bench_update_variants.py --variants default plain cudnn-benchmark tf32 merged-online \
@@ -64,9 +63,9 @@ check() {
         step update_compiled 60 python scripts/bench_update_variants.py --variants default compiled --batch 32 \
             --count 16 --seconds 1 --json "$OUT/bench_update_compiled.json" ;;
     bf16) step bf16 60 python scripts/bench.py experts --game Breakout --seconds 20 --num-envs 64 \
-        $PLAIN --precisions bf16 --sb3-seconds 0 --json "$OUT/bench_experts_bf16.json" ;;
+        --precisions bf16 --sb3-seconds 0 --json "$OUT/bench_experts_bf16.json" ;;
     threads) OMP_NUM_THREADS=1 step threads 60 python scripts/bench.py experts --game Breakout --seconds 20 \
-        --num-envs 64 $PLAIN --precisions fp32 --sb3-seconds 0 --json "$OUT/bench_experts_1thread.json" ;;
+        --num-envs 64 --precisions fp32 --sb3-seconds 0 --json "$OUT/bench_experts_1thread.json" ;;
     envs)
         step envs 90 python scripts/bench_env.py --seconds 0 --minatar-seconds 0 --loop 64:Breakout "16:$EIGHT" \
             --loop-staging none numpy --loop-seconds 3 --json "$OUT/bench_envs.json"
@@ -74,7 +73,7 @@ check() {
             --loop-threads 2 1 --loop-staging numpy --loop-seconds 3 --json "$OUT/bench_envs_threads.json" ;;
     profile)
         step profile_experts 90 python scripts/bench.py experts --game Breakout --seconds 60 --num-envs 64 \
-            $PLAIN --precisions fp32 --sb3-seconds 0 --profile 50 --json "$OUT/profile_experts.json"
+            --precisions fp32 --sb3-seconds 0 --profile 50 --json "$OUT/profile_experts.json"
         step profile_distill 100 python scripts/bench.py distill --games ${EIGHT//,/ } --seconds 60 --num-envs 8 \
             --update-repeats 20 --profile 30 --json "$OUT/profile_distill.json" ;;
     pong) step pong 150 actormimic train-experts --config configs/experts/pong-8min.yaml \

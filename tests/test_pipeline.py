@@ -298,10 +298,17 @@ def test_bench_profile_splits_loop_iterations_into_phases() -> None:
     result = bench.ours_experts("MinAtar/Breakout", 60, 300, 4, ["batch_size=16"], profile=6)
     report = result["profile"]
     assert report["iterations"] == 6 and result["seconds"] < 30  # the run stopped after the window
+    assert result["algorithm"] == "plain DQN"
     assert set(report["phases_ms_per_iteration"]) >= {"act", "replay add (distill: with the experts' outputs)",
                                                       "replay draw and update (launch or eager)"}
     assert 0 < sum(report["phases_ms_per_iteration"].values()) <= 1.05 * report["wall_ms_per_iteration"]
     assert RunClock.expired is expired and ReplayBuffer.add is add  # hooks removed
+
+
+def test_bench_runs_plain_dqn_like_sb3_unless_told() -> None:
+    bench = load_script("bench")
+    assert bench.bench_config("Breakout", 10, 100, 4, []).double is False
+    assert bench.bench_config("Breakout", 10, 100, 4, ["double=true"]).double is True
 
 
 def test_bench_times_sb3_on_minatar_through_the_peer() -> None:
