@@ -195,8 +195,11 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
             if results[game]["expert_normalized"] is not None:
                 monitor.scalars({f"eval/{tag}/expert_normalized": results[game]["expert_normalized"]},
                                 counters["step"])
-        print(" ".join(f"[eval {protocol[g].name}] {safe_name(g)} raw {r['mean']:.2f} (expert {expert_scores[g]:.2f}, "
-                       f"agreement {r['fidelity']['agreement']:.3f})" for g, r in results.items()), flush=True)
+        used = (final_protocol if final else protocol)[games[0]]  # one preset, so one protocol for all games
+        scores = ", ".join(f"{safe_name(g)} {r['mean']:.2f} (expert {expert_scores[g]:.2f}, agreement "
+                           f"{r['fidelity']['agreement']:.3f})" for g, r in results.items())
+        print(f"[distill-{config.loss}] {'final eval' if final else 'eval'} at step {counters['step']:,} ({used.name}, "
+              f"{used.episodes} episodes, raw score): {scores}", flush=True)
         return results
 
     def update(count: int) -> dict[str, torch.Tensor]:

@@ -95,5 +95,5 @@ gymnasium.__version__, 'ale_py', ale_py.__version__, 'sb3', stable_baselines3.__
 for name in "${@:-tests experts update batch128 distill envs}"; do
     for one in $name; do check "$one"; done
 done
-grep -E "passed|failed|Error|loop pattern|\"ratio|steps_per_s\"|cc_over|update_ms|_ms_per_iteration\"|\[eval|final eval|^ +[a-z-]+ +[0-9]+ +16 " \
+grep -E "passed|failed|Error|loop pattern|\"ratio|steps_per_s\"|cc_over|update_ms|_ms_per_iteration\"|\] eval|final eval|^ +[a-z-]+ +[0-9]+ +16 " \
     "$LOG" | tail -60

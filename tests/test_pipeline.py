@@ -164,8 +164,14 @@ def test_distill_and_evaluate_a_student(experts: Path, tmp_path: Path, loss: str
     code = main(["distill", "--games", *games, "--experts", str(experts), "--loss", loss, "--out", str(out),
                  *TINY_DISTILL, *variant, "--set", "log_interval=1e-6"])
     assert code == 0
-    progress = [line for line in capsys.readouterr().out.splitlines() if "steps/s" in line]
+    printed = capsys.readouterr().out.splitlines()
+    progress = [line for line in printed if "steps/s" in line]
     assert any(f"loss {loss} n/a (not learning yet)" in line for line in progress)  # before the first update
+    final = [line for line in printed if "final eval" in line]
+    steps = "2,400" if variant else "1,200"
+    assert len(final) == 1 and re.fullmatch(  # one line: every game's score, its protocol and episodes
+        rf"\[distill-{loss}\] final eval at step {steps} \(minatar, 3 episodes, raw score\): MinAtar-Breakout "
+        r"-?[\d.]+ \(expert [\d.]+, agreement [\d.]+\), MinAtar-SpaceInvaders .*", final[0]), final
     assert re.search(rf"loss {loss} -?\d+\.\d{{4}} eps", progress[-1]) and not any("nan" in line for line in progress)
     # mixed: each gradient step sees the batch of 16 split 8/8; blocks: 16 rows of the game whose block holds the step
     for step, count, sizes in calls:
