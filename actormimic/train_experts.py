@@ -284,11 +284,17 @@ def _load_resume(path: Path) -> dict[str, Any] | None:
 
 
 def _init_torso(q_net: QNetwork, student_path: str) -> None:
-    """Copy a student's torso weights into the expert network (Actor-Mimic transfer)."""
+    """Copy a student's torso weights into the expert network (Actor-Mimic transfer). A game with fewer observation
+    channels than the student (MinAtar games differ) gets the first convolution's weights of its own channels: the
+    student zero-pads the missing ones at the end, so its features of this game's observations are unchanged."""
     student = load_checkpoint(student_path, kind="student")
-    shape = (student["student"]["arch"], list(student["student"]["obs_shape"]))
-    if shape != (q_net.spec["arch"], list(q_net.spec["obs_shape"])):
-        raise RunError(f"--init-from {student_path}: the student's torso ({student['student']['arch']}, "
-                       f"{student['student']['obs_shape']}) does not fit this game's network ({q_net.spec})")
+    arch, (channels, *rest) = student["student"]["arch"], student["student"]["obs_shape"]
+    own_channels, *own_rest = q_net.spec["obs_shape"]
+    if arch != q_net.spec["arch"] or list(rest) != list(own_rest) or own_channels > channels:
+        raise RunError(f"--init-from {student_path}: the student's torso ({arch}, {student['student']['obs_shape']}) "
+                       f"does not fit this game's network ({q_net.spec}): it needs the same torso and frame size, "
+                       f"and at most the student's {channels} channels")
     torso = {k.removeprefix("torso."): v for k, v in student["model"].items() if k.startswith("torso.")}
+    first_conv = next(k for k, v in torso.items() if v.dim() == 4)
+    torso[first_conv] = torso[first_conv][:, :own_channels]
     q_net.torso.load_state_dict(torso)

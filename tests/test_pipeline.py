@@ -21,6 +21,7 @@ from actormimic.cli import main
 from actormimic.config import ExpertsConfig, load_config
 from actormimic.evaluation import get_protocol
 from actormimic.reports import read_eval_curves
+from actormimic.runtime import RunError
 from actormimic.train_experts import _init_torso
 from agents.checkpoint import load_checkpoint, save_checkpoint
 from agents.networks import QNetwork
@@ -199,6 +200,13 @@ def test_distill_and_evaluate_a_student(experts: Path, tmp_path: Path, loss: str
     _init_torso(q_net, str(out / "student.pt"))
     torso = {k.removeprefix("torso."): v for k, v in student["model"].items() if k.startswith("torso.")}
     assert all(torch.equal(q_net.torso.state_dict()[k], v) for k, v in torso.items())
+    fewer = QNetwork("minatar", (4, 10, 10), 5)  # a 4-channel game (Asterix): the student's features of its padded obs
+    _init_torso(fewer, str(out / "student.pt"))
+    obs = torch.randint(0, 2, (3, 4, 10, 10), dtype=torch.uint8)
+    padded = torch.cat([obs, torch.zeros(3, 2, 10, 10, dtype=torch.uint8)], 1)
+    torch.testing.assert_close(fewer.torso(obs), q_net.torso(padded))
+    with pytest.raises(RunError, match="at most the student's 6 channels"):
+        _init_torso(QNetwork("minatar", (10, 10, 10), 6), str(out / "student.pt"))  # Seaquest's 10 channels
 
 
 def test_distill_scores_the_experts_on_other_episodes_than_their_selection(experts: Path, tmp_path: Path,
