@@ -251,7 +251,7 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
                                      **({"perf/cpu_threads": tuner.threads} if tuner else {})}, counters["step"])
                     loss = f"{float(logs['loss/total']):.4f}" if "loss/total" in logs else "n/a (not learning yet)"
                     monitor.progress(counters["step"], counters["updates"],
-                                     f"loss {config.loss} {loss} eps {epsilon:.3f}")
+                                     f"loss {config.loss} {loss} eps {epsilon:.3f}", seconds_left=clock.seconds_left())
             counters["throughput"] = clock.throughput(counters["step"])
             save(finished=not stop.requested)
             if stop.requested:

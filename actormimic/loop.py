@@ -122,6 +122,10 @@ class RunClock:
         """True when the time limit has passed."""
         return self.limit is not None and time.perf_counter() - self.start >= self.limit
 
+    def seconds_left(self) -> float | None:
+        """Seconds until the time limit, or None without one."""
+        return None if self.limit is None else max(0.0, self.limit - (time.perf_counter() - self.start))
+
     def learning(self, step: int) -> None:
         """Note the step of the first update (idempotent)."""
         if self._learning is None:

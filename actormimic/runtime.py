@@ -206,6 +206,18 @@ class StopRequested:
         print(f"\n{signal.Signals(signum).name}: finishing the step, writing a checkpoint ...", file=sys.stderr)
 
 
+def duration(seconds: float) -> str:
+    """A time span for people: 45s, 3m20s, 1h02m; '?' when unknown (infinite)."""
+    if not np.isfinite(seconds):
+        return "?"
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
 class Monitor:
     """TensorBoard scalars plus a throttled progress line (steps/s, updates/s, latest raw scores)."""
 
@@ -218,6 +230,7 @@ class Monitor:
         self._last_time = time.perf_counter()
         self._last_steps = 0
         self._last_updates = 0
+        self._rate: float | None = None
 
     def episode(self, game: str, step: int, raw_return: float, length: int,
                 clipped_return: float | None = None) -> None:
@@ -239,14 +252,21 @@ class Monitor:
         """True when the progress interval has elapsed."""
         return time.perf_counter() - self._last_time >= self.interval
 
-    def progress(self, steps: int, updates: int, extra: str = "") -> dict[str, float]:
-        """Print the progress line and log perf/ scalars; returns the rates."""
+    def progress(self, steps: int, updates: int, extra: str = "", seconds_left: float | None = None
+                 ) -> dict[str, float]:
+        """Print the progress line and log perf/ scalars; returns the rates. The time left is the steps left at the
+        recent rate, or `seconds_left` (a run's time limit) if that is sooner."""
         now = time.perf_counter()
         elapsed = max(now - self._last_time, 1e-9)
         rates = {
             "perf/steps_per_s": (steps - self._last_steps) / elapsed,
             "perf/updates_per_s": (updates - self._last_updates) / elapsed,
         }
+        rate = rates["perf/steps_per_s"]
+        self._rate = rate if self._rate is None else 0.5 * (self._rate + rate)  # smooths the windows' noise
+        left = (self.total - steps) / self._rate if self._rate > 0 else float("inf")
+        if seconds_left is not None:
+            left = min(left, seconds_left)
         if torch.cuda.is_available():
             rates["perf/gpu_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
         self._last_time, self._last_steps, self._last_updates = now, steps, updates
@@ -255,7 +275,7 @@ class Monitor:
             f"{game}={np.mean(vals):.1f}" for game, vals in self.scores.items() if vals
         ) or "n/a"
         print(
-            f"[{self.label}] step {steps:,}/{self.total:,} ({100 * steps / self.total:.1f}%) "
+            f"[{self.label}] step {steps:,}/{self.total:,} ({100 * steps / self.total:.1f}%, {duration(left)} left) "
             f"{rates['perf/steps_per_s']:,.0f} steps/s {rates['perf/updates_per_s']:,.0f} updates/s "
             f"{extra} | raw score ({self.preset}, last 20 games): {scores}",
             flush=True,

@@ -179,7 +179,8 @@ def train_one_game(config: ExpertsConfig, game: str, folder: Path, gpu: int | No
                     monitor.scalars({**metrics, "train/epsilon": epsilon, "train/replay_fill": len(replay),
                                      **({"perf/cpu_threads": tuner.threads} if tuner else {})},
                                     counters["step"])
-                    monitor.progress(counters["step"], counters["updates"], f"eps {epsilon:.3f}")
+                    monitor.progress(counters["step"], counters["updates"], f"eps {epsilon:.3f}",
+                                     seconds_left=clock.seconds_left())
             if stop.requested:
                 save_last(finished=False)
                 raise Interrupted(f"{game} stopped at step {counters['step']:,}; checkpoint {folder / LAST} "

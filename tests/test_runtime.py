@@ -184,3 +184,27 @@ def test_stream_stores_the_payload_of_the_observation_acted_in() -> None:
     stream.close()
     batch = replay.sample(256, torch.Generator().manual_seed(0))
     torch.testing.assert_close(batch.payload, payload(batch.obs))
+
+
+def test_progress_line_says_the_time_left(tmp_path, fake_clock: list[float], capsys: pytest.CaptureFixture[str]
+                                          ) -> None:
+    """Steps left at the smoothed recent rate, or the time limit's seconds when that is sooner."""
+    monitor = runtime.Monitor(tmp_path, "Pong", "nature", 10_000, interval=10.0)
+    fake_clock[0] = 10.0
+    rates = monitor.progress(1_000, 250)  # 100 steps/s: 9,000 steps left take 1m30s
+    assert rates["perf/steps_per_s"] == 100 and rates["perf/updates_per_s"] == 25
+    fake_clock[0] = 20.0
+    monitor.progress(4_000, 1_000)  # 300 steps/s, smoothed with the window before to 200: 6,000 left take 30s
+    fake_clock[0] = 30.0
+    monitor.progress(4_000, 1_000, seconds_left=12.0)  # stalled (rate 100 after smoothing: 1m00s), limit sooner
+    monitor.close()
+    still = runtime.Monitor(tmp_path / "still", "Pong", "nature", 10_000, interval=10.0)
+    fake_clock[0] = 40.0
+    still.progress(0, 0, "eps 1.000")  # no step yet: no rate to tell
+    still.close()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("[Pong] step 1,000/10,000 (10.0%, 1m30s left) 100 steps/s 25 updates/s")
+    assert "(40.0%, 30s left)" in lines[1] and "(40.0%, 12s left)" in lines[2]
+    assert "(0.0%, ? left)" in lines[3] and "eps 1.000 | raw score (nature, last 20 games): n/a" in lines[3]
+    assert [runtime.duration(s) for s in (0.4, 59.6, 200, 3_725, float("inf"))] == ["0s", "1m00s", "3m20s", "1h02m",
+                                                                                     "?"]
