@@ -45,6 +45,12 @@ def env_threads_option() -> Any:
                   "MinAtar steps on the main thread)", min=0)
 
 
+def time_limit_option() -> Any:
+    """The `time_limit_minutes` field shared by the training configs."""
+    return option(0.0, "stop learning after this many minutes of training, counted across --resume (0: no limit)",
+                  min=0.0)
+
+
 def precision_option() -> Any:
     """The `precision` field shared by the training configs."""
     return option("fp32", "torso arithmetic: fp32, or bf16 autocast (Q head, loss and Adam stay fp32; pays off "
@@ -105,7 +111,7 @@ class ExpertsConfig:
     epsilon_fraction: float = option(0.1, "fraction of steps over which epsilon decays", min=0.0, max=1.0)
     cuda_graph: bool = option(True, "capture the update and the replay sampling in CUDA graphs on GPU")
     precision: str = precision_option()
-    time_limit_minutes: float = option(0.0, "stop learning after this many minutes (0: no limit)", min=0.0)
+    time_limit_minutes: float = time_limit_option()
     checkpoint_interval: int = option(500_000, "agent steps between resume checkpoints", min=1)
     log_interval: float = option(10.0, "seconds between progress lines and perf scalars", gt=0.0)
     init_from: str = option("", "student.pt whose torso initialises each expert (transfer)")
@@ -154,7 +160,7 @@ class DistillConfig:
     block_steps: int = option(100_000, "agent steps per game block (schedule: blocks)", min=1)
     cuda_graph: bool = option(True, "capture the update and the replay sampling in CUDA graphs on GPU")
     precision: str = precision_option()
-    time_limit_minutes: float = option(0.0, "stop learning after this many minutes (0: no limit)", min=0.0)
+    time_limit_minutes: float = time_limit_option()
     checkpoint_interval: int = option(250_000, "agent steps between resume checkpoints", min=1)
     log_interval: float = option(10.0, "seconds between progress lines and perf scalars", gt=0.0)
     eval: EvalConfig = field(default_factory=EvalConfig)

@@ -170,6 +170,8 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
     def save(finished: bool) -> None:
         check_finite()
         counters["finished"] = finished
+        if not finished:
+            clock.record(counters)
         save_checkpoint(folder / STUDENT, {
             "games": games, "preset": envs[games[0]].preset.to_dict(), "student": student.spec,
             "model": student.state_dict(), "learner": learner.state_dict(), "method": config.loss,
@@ -219,7 +221,7 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
     # resumed run refills every replay (at most a full one) before learning again
     warm_up = min(config.learning_starts, config.replay_capacity)
     logs: dict[str, torch.Tensor] = {}
-    clock = RunClock(config.time_limit_minutes)
+    clock = RunClock(config.time_limit_minutes, spent=counters.get("seconds", 0.0))
     tuner = thread_tuner(device, config.cpu_threads)
     try:
         with StopRequested() as stop:
@@ -252,7 +254,7 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
                     loss = f"{float(logs['loss/total']):.4f}" if "loss/total" in logs else "n/a (not learning yet)"
                     monitor.progress(counters["step"], counters["updates"],
                                      f"loss {config.loss} {loss} eps {epsilon:.3f}", seconds_left=clock.seconds_left())
-            counters["throughput"] = clock.throughput(counters["step"])
+            clock.record(counters)
             save(finished=not stop.requested)
             if stop.requested:
                 raise Interrupted(f"stopped at step {counters['step']:,}; checkpoint {folder / STUDENT} "

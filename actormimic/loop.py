@@ -4,6 +4,7 @@ the replay-ratio credit and interval triggers."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -111,20 +112,30 @@ class Every:
 
 
 class RunClock:
-    """Wall-clock limit of a run and the env throughput measured once learning has started."""
+    """Wall-clock limit of a run, counting the seconds it trained before it was resumed, and the env throughput
+    measured once learning has started."""
 
-    def __init__(self, limit_minutes: float) -> None:
-        self.start = time.perf_counter()
+    def __init__(self, limit_minutes: float, spent: float = 0.0) -> None:
+        self.start = time.perf_counter() - spent
         self.limit = limit_minutes * 60 if limit_minutes > 0 else None
         self._learning: tuple[float, int] | None = None
 
+    def spent(self) -> float:
+        """Seconds of training so far, resumed runs' earlier ones included."""
+        return time.perf_counter() - self.start
+
+    def record(self, counters: dict[str, Any]) -> None:
+        """Write the seconds spent and the throughput into a run's counters (saved with its checkpoints)."""
+        counters["seconds"] = self.spent()
+        counters["throughput"] = self.throughput(counters["step"])
+
     def expired(self) -> bool:
         """True when the time limit has passed."""
-        return self.limit is not None and time.perf_counter() - self.start >= self.limit
+        return self.limit is not None and self.spent() >= self.limit
 
     def seconds_left(self) -> float | None:
         """Seconds until the time limit, or None without one."""
-        return None if self.limit is None else max(0.0, self.limit - (time.perf_counter() - self.start))
+        return None if self.limit is None else max(0.0, self.limit - self.spent())
 
     def learning(self, step: int) -> None:
         """Note the step of the first update (idempotent)."""

@@ -144,6 +144,8 @@ def train_one_game(config: ExpertsConfig, game: str, folder: Path, gpu: int | No
 
     def save_last(finished: bool, final_eval: dict[str, Any] | None = None) -> None:
         counters["finished"] = finished
+        if not finished:
+            clock.record(counters)
         checkpoint(folder / LAST, "last", agent=agent.state_dict(), generator=generator.get_state(), eval=final_eval)
 
     credit = UpdateCredit(config.updates_per_step)
@@ -151,7 +153,7 @@ def train_one_game(config: ExpertsConfig, game: str, folder: Path, gpu: int | No
     checkpoint_due = Every(config.checkpoint_interval, counters["step"])
     refill_until = counters["step"] + min(config.learning_starts, config.replay_capacity) if resume_state else 0
     metrics: dict[str, torch.Tensor] = {}
-    clock = RunClock(config.time_limit_minutes)
+    clock = RunClock(config.time_limit_minutes, spent=counters.get("seconds", 0.0))
     tuner = thread_tuner(device, config.cpu_threads)
     stream.reset(seed=config.seed + counters["step"])
     try:
@@ -185,7 +187,7 @@ def train_one_game(config: ExpertsConfig, game: str, folder: Path, gpu: int | No
                 save_last(finished=False)
                 raise Interrupted(f"{game} stopped at step {counters['step']:,}; checkpoint {folder / LAST} "
                                   f"(continue with --resume)")
-        counters["throughput"] = clock.throughput(counters["step"])
+        clock.record(counters)
         if eval_due.fired_at != counters["step"]:  # the last network gets a periodic score once
             evaluate()
         last = {**meta, **network_state(), "step": counters["step"]}

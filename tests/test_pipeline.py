@@ -507,12 +507,14 @@ def test_sigterm_checkpoints_and_resume_finishes(tmp_path: Path) -> None:
     state = load_checkpoint(out / "MinAtar-Breakout" / "expert.pt", kind="expert")
     stopped_at = state["counters"]["step"]
     assert 0 < stopped_at < 200000 and not state["counters"]["finished"]
+    assert state["counters"]["seconds"] > 0  # the time it trained, which a time limit counts after --resume
     code = main(["train-experts", "--config", SMOKE, "--steps", str(stopped_at + 800), "--set", "eval.interval=0",
                  "--set", "eval.final_episodes=2", "--out", str(out), "--resume"])
     assert code == 0
     resumed = load_checkpoint(out / "MinAtar-Breakout" / "expert.pt", kind="expert")
     assert resumed["counters"]["finished"] and resumed["counters"]["step"] >= stopped_at + 800
     assert resumed["counters"]["updates"] > state["counters"]["updates"]
+    assert resumed["counters"]["seconds"] > state["counters"]["seconds"]
 
 
 def test_resume_keeps_the_runs_own_config(experts: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from actormimic import runtime
-from actormimic.loop import Every, UpdateCredit
+from actormimic.loop import Every, RunClock, UpdateCredit
 from actormimic.runtime import ThreadTuner, thread_tuner, write_json
 
 
@@ -208,3 +208,16 @@ def test_progress_line_says_the_time_left(tmp_path, fake_clock: list[float], cap
     assert "(0.0%, ? left)" in lines[3] and "eps 1.000 | raw score (nature, last 20 games): n/a" in lines[3]
     assert [runtime.duration(s) for s in (0.4, 59.6, 200, 3_725, float("inf"))] == ["0s", "1m00s", "3m20s", "1h02m",
                                                                                      "?"]
+
+
+def test_run_clock_counts_the_seconds_trained_before_a_resume(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr("actormimic.loop.time.perf_counter", lambda: now[0])
+    clock = RunClock(1.0, spent=50.0)  # a 1-minute limit, 50 s of it used before the run was interrupted
+    assert clock.seconds_left() == 10.0 and not clock.expired()
+    now[0] += 10.0
+    counters = {"step": 800}
+    clock.record(counters)
+    assert clock.expired() and clock.seconds_left() == 0.0 and counters["seconds"] == 60.0
+    assert counters["throughput"] == {"steps_after_learning_starts": 0, "seconds_after_learning_starts": 0.0}
+    assert RunClock(0.0).seconds_left() is None and not RunClock(0.0).expired()
