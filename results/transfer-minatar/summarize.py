@@ -1,6 +1,7 @@
-"""Summary of `run.sh`'s target runs, from the student's torso (transfer-<game>-s<seed>) and from scratch
-(scratch-<game>-s<seed>): per run the mean of its periodic evaluations, that mean over the first 100k agent steps, and
-the final score of the kept network; per game and start the evaluation curve averaged over seeds.
+"""Summary of `run.sh`'s target runs, from the student's torso (transfer-<game>-s<seed>), from it rescaled
+(rescaled-<game>-s<seed>) and from scratch (scratch-<game>-s<seed>): per run the mean of its periodic evaluations,
+that mean over the first 100k agent steps, and the final score of the kept network; per game and start the
+evaluation curve averaged over seeds.
 
     python results/transfer-minatar/summarize.py OUT   (writes results/transfer-minatar/summary.json, prints tables)
 """
@@ -16,7 +17,7 @@ import numpy as np
 
 from actormimic.reports import read_eval_curves
 
-STARTS = ("transfer", "scratch")
+STARTS = ("transfer", "rescaled", "scratch")
 EARLY_STEPS = 100_000
 
 
