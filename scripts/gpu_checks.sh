@@ -58,7 +58,7 @@ check() {
         --num-envs ${EXPERT_ENVS:-64 128} --precisions fp32 --set batch_size=128 --set updates_per_step=0.0625 \
         --sb3-seconds 0 --json "$OUT/bench_experts_b128.json" ;;
     update)
-        step update 70 python scripts/bench_update_variants.py --variants default plain cudnn-benchmark tf32 merged-online \
+        step update 80 python scripts/bench_update_variants.py --variants default plain cudnn-benchmark tf32 merged-online \
             parallel --batch 32 128 --count 16 --seconds 1 --json "$OUT/bench_update_variants.json"
         step update_compiled 60 python scripts/bench_update_variants.py --variants default compiled --batch 32 \
             --count 16 --seconds 1 --json "$OUT/bench_update_compiled.json" ;;
