@@ -11,8 +11,9 @@ import torch
 from actormimic.runtime import RunError
 from agents.amn import Student
 from agents.checkpoint import load_checkpoint
-from agents.experts import load_expert
+from agents.experts import SB3_PRESET, load_expert
 from agents.networks import q_network_from
+from envs import game_action_ids, get_preset
 
 Policy = Callable[[torch.Tensor], torch.Tensor]  # observations -> greedy action indices
 QFunction = Callable[[torch.Tensor], torch.Tensor]  # observations -> Q-values
@@ -35,8 +36,25 @@ def _greedy(network: torch.nn.Module) -> Policy:
     return lambda obs: network(obs).argmax(-1)
 
 
+def _sb3_expert(path: Path, device: torch.device, games: Sequence[str] | None) -> LoadedPolicies:
+    """A Stable-Baselines3 DQN zip (RL-Zoo Atari), which does not record its game: `games` must name the one."""
+    if not games or len(games) != 1:
+        raise RunError(f"{path} is a Stable-Baselines3 zip, which does not record its game: pass --games GAME (one)")
+    game, preset = games[0], get_preset(SB3_PRESET)
+    try:
+        ids = list(game_action_ids(game, preset))
+        expert = load_expert(path, game=game, preset_name=preset.name, n_actions=len(ids), device=device,
+                             obs_shape=(preset.frame_stack, preset.image_size, preset.image_size), action_ids=ids)
+    except ValueError as error:  # another preset's game, a network of another action count
+        raise RunError(str(error)) from error
+    return LoadedPolicies("expert", "sb3-dqn", preset.name, {game: (lambda obs: expert.q_values(obs).argmax(-1), ids)})
+
+
 def load_policies(path: str | Path, device: torch.device, games: Sequence[str] | None = None) -> LoadedPolicies:
-    """Load an expert (ours), or a student with its experts when their files still exist."""
+    """Load an expert (ours or a Stable-Baselines3 zip), or a student with its experts when their files still
+    exist."""
+    if Path(path).suffix == ".zip":
+        return _sb3_expert(Path(path), device, games)
     data = load_checkpoint(path, kind=("expert", "student"), map_location=device)
     if data["kind"] == "expert":
         if games and list(games) != [data["game"]]:
