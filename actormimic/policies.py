@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -13,7 +14,7 @@ from agents.amn import Student
 from agents.checkpoint import load_checkpoint
 from agents.experts import SB3_PRESET, load_expert
 from agents.networks import q_network_from
-from envs import game_action_ids, get_preset
+from envs import game_action_ids, get_preset, resolve_game
 
 Policy = Callable[[torch.Tensor], torch.Tensor]  # observations -> greedy action indices
 QFunction = Callable[[torch.Tensor], torch.Tensor]  # observations -> Q-values
@@ -37,15 +38,18 @@ def _greedy(network: torch.nn.Module) -> Policy:
 
 
 def _sb3_expert(path: Path, device: torch.device, games: Sequence[str] | None) -> LoadedPolicies:
-    """A Stable-Baselines3 DQN zip (RL-Zoo Atari), which does not record its game: `games` must name the one."""
-    if not games or len(games) != 1:
+    """A Stable-Baselines3 DQN zip (RL-Zoo Atari), which does not record its game: `games` names the one, or else
+    RL-Zoo's file name does (dqn-PongNoFrameskip-v4.zip)."""
+    zoo_name = re.fullmatch(r"dqn-(\w+NoFrameskip-v4)", path.stem)
+    if (not games and not zoo_name) or (games and len(games) != 1):
         raise RunError(f"{path} is a Stable-Baselines3 zip, which does not record its game: pass --games GAME (one)")
-    game, preset = games[0], get_preset(SB3_PRESET)
+    preset = get_preset(SB3_PRESET)
     try:
+        game = games[0] if games else resolve_game(zoo_name.group(1))
         ids = list(game_action_ids(game, preset))
         expert = load_expert(path, game=game, preset_name=preset.name, n_actions=len(ids), device=device,
                              obs_shape=(preset.frame_stack, preset.image_size, preset.image_size), action_ids=ids)
-    except ValueError as error:  # another preset's game, a network of another action count
+    except ValueError as error:  # an unknown game, another preset's game, a network of another action count
         raise RunError(str(error)) from error
     return LoadedPolicies("expert", "sb3-dqn", preset.name, {game: (lambda obs: expert.q_values(obs).argmax(-1), ids)})
 

@@ -145,18 +145,21 @@ def test_own_format_mismatch_is_refused(own_expert, overrides: dict, message: st
 
 def test_evaluate_scores_an_sb3_zip_for_the_game_it_is_given(sb3_zip, tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    """`actormimic evaluate` plays an SB3 expert under our protocol; the zip does not say its game, so --games must."""
+    """`actormimic evaluate` plays an SB3 expert under our protocol; the zip does not say its game, so --games or
+    RL-Zoo's file name must."""
     import json
 
     from actormimic.cli import main
 
     path, model = sb3_zip
-    assert main(["evaluate", str(path)]) == 2
+    renamed = tmp_path / "expert.zip"
+    renamed.write_bytes(path.read_bytes())
+    assert main(["evaluate", str(renamed)]) == 2
     assert "does not record its game: pass --games GAME" in capsys.readouterr().err
     assert main(["evaluate", str(path), "--games", "Breakout"]) == 2  # Breakout has 4 actions, the zip 6
     assert "action count" in capsys.readouterr().err
     out = tmp_path / "eval.json"
-    assert main(["evaluate", str(path), "--games", "Pong", "--episodes", "2", "--out", str(out)]) == 0
+    assert main(["evaluate", str(path), "--episodes", "2", "--out", str(out)]) == 0  # RL-Zoo's name says Pong
     assert "protocol: nature" in capsys.readouterr().out
     result = json.loads(out.read_text())
     assert result["kind"] == "expert" and result["method"] == "sb3-dqn" and len(result["games"]["Pong"]["returns"]) == 2
