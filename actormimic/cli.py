@@ -125,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "policies softmax(Q/T) with the chosen loss; writes OUT/student.pt, tb/ and eval.json.")
     _add_run_options(p, "runs/student")
     p.add_argument("--experts", nargs="+", metavar="DIR|GAME=PATH",
-                   help="a train-experts output folder, or GAME=PATH pairs (expert.pt or SB3 DQN .zip)")
+                   help="a train-experts output folder or one of RL-Zoo's dqn-<Game>NoFrameskip-v4.zip files, or "
+                   "GAME=PATH pairs (expert.pt or SB3 DQN .zip)")
     p.add_argument("--loss", choices=("ce", "cc", "kl", "mse", "seed-cc"), help="distillation loss")
     p.add_argument("--temperature", type=float, metavar="T", help="teacher temperature T in softmax(Q/T)")
     p.set_defaults(func=_cmd_distill)
@@ -133,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="score an expert or a student under a named protocol",
                        description="Evaluate a checkpoint (expert.pt or student.pt) under a named protocol and "
                        "print a Markdown table of raw, human-normalized and expert-normalized scores.")
-    p.add_argument("checkpoint", help="expert.pt, expert-best.pt or student.pt")
+    p.add_argument("checkpoint", help="expert.pt, expert-best.pt, student.pt or a Stable-Baselines3 DQN .zip")
     p.add_argument("--games", nargs="+", metavar="G", help="narrow a student to these games")
     p.add_argument("--protocol", choices=("auto", "nature", "machado", "minatar"), default="auto",
                    help="nature: 30 no-ops, eps 0.05, 18k-frame cap; machado: sticky 0.25, eps 0.01, "

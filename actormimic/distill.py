@@ -35,7 +35,8 @@ STUDENT = "student.pt"
 
 
 def expert_paths(games: Sequence[str], cli_experts: Sequence[str], configured: dict[str, str]) -> dict[str, Path]:
-    """Map each game to its expert file from --experts (folders or GAME=PATH) and the config."""
+    """Map each game to its expert file from --experts (folders or GAME=PATH) and the config. In a folder: a
+    train-experts run's <game>/expert-best.pt (else expert.pt), else RL-Zoo's dqn-<Game>NoFrameskip-v4.zip."""
     paths = {resolve_game(g): Path(p) for g, p in configured.items()}
     for item in cli_experts:
         if "=" in item:
@@ -44,16 +45,19 @@ def expert_paths(games: Sequence[str], cli_experts: Sequence[str], configured: d
             continue
         folder = Path(item)
         if not folder.is_dir():
-            raise RunError(f"--experts {item}: not a folder (give a train-experts output folder or GAME=PATH)")
+            raise RunError(f"--experts {item}: not a folder (give a train-experts output folder, a folder of RL-Zoo "
+                           f"zips, or GAME=PATH)")
         for game in games:
-            found = [folder / safe_name(game) / name for name in ("expert-best.pt", "expert.pt")]
+            zoo = f"dqn-{game}NoFrameskip-v4"  # RL-Zoo / Hugging Face sb3 names, as a file or a downloaded repo
+            found = [folder / safe_name(game) / "expert-best.pt", folder / safe_name(game) / "expert.pt",
+                     folder / f"{zoo}.zip", folder / zoo / f"{zoo}.zip"]
             found = [path for path in found if path.exists()]
             if found:
                 paths.setdefault(game, found[0])
     missing = [game for game in games if game not in paths]
     if missing:
-        raise RunError(f"no expert for {', '.join(missing)}: pass --experts DIR (a train-experts output folder) "
-                       f"or GAME=PATH")
+        raise RunError(f"no expert for {', '.join(missing)}: pass --experts DIR (a train-experts output folder, or one "
+                       f"with RL-Zoo's dqn-<Game>NoFrameskip-v4.zip files) or GAME=PATH")
     for game in games:
         if not paths[game].is_file():
             raise RunError(f"expert for {game}: {paths[game]} does not exist")

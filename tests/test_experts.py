@@ -163,3 +163,19 @@ def test_evaluate_scores_an_sb3_zip_for_the_game_it_is_given(sb3_zip, tmp_path: 
     assert "protocol: nature" in capsys.readouterr().out
     result = json.loads(out.read_text())
     assert result["kind"] == "expert" and result["method"] == "sb3-dqn" and len(result["games"]["Pong"]["returns"]) == 2
+
+
+def test_an_experts_folder_finds_rl_zoo_zips(sb3_zip, tmp_path: Path) -> None:
+    """--experts DIR: RL-Zoo's file name as a file or as a downloaded Hugging Face repo; ours first."""
+    from actormimic.distill import expert_paths
+
+    path, _ = sb3_zip
+    (tmp_path / "dqn-PongNoFrameskip-v4.zip").write_bytes(path.read_bytes())
+    repo = tmp_path / "dqn-BreakoutNoFrameskip-v4"
+    repo.mkdir()
+    (repo / "dqn-BreakoutNoFrameskip-v4.zip").write_bytes(path.read_bytes())
+    assert expert_paths(["Pong", "Breakout"], [str(tmp_path)], {}) == {
+        "Pong": tmp_path / "dqn-PongNoFrameskip-v4.zip", "Breakout": repo / "dqn-BreakoutNoFrameskip-v4.zip"}
+    (tmp_path / "Pong").mkdir()
+    (tmp_path / "Pong" / "expert-best.pt").write_bytes(b"")
+    assert expert_paths(["Pong"], [str(tmp_path)], {})["Pong"] == tmp_path / "Pong" / "expert-best.pt"
