@@ -51,7 +51,7 @@ def _sb3_expert(path: Path, device: torch.device, games: Sequence[str] | None) -
                              obs_shape=(preset.frame_stack, preset.image_size, preset.image_size), action_ids=ids)
     except ValueError as error:  # an unknown game, another preset's game, a network of another action count
         raise RunError(str(error)) from error
-    return LoadedPolicies("expert", "sb3-dqn", preset.name, {game: (lambda obs: expert.q_values(obs).argmax(-1), ids)})
+    return LoadedPolicies("expert", "sb3-dqn", preset.name, {game: (_greedy(expert.network), ids)})
 
 
 def load_policies(path: str | Path, device: torch.device, games: Sequence[str] | None = None) -> LoadedPolicies:
