@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -171,11 +172,20 @@ def save_config(config: Any, folder: Path) -> None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write a text file via a temporary name and rename, creating missing parent folders."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a text file via a temporary name and rename, creating missing parent folders.
+
+    A failed write (a full disk, no permission) leaves any old file as it was, removes the temporary
+    file and raises :class:`RunError` naming the path.
+    """
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise RunError(f"could not write {path}: {error}") from error
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import torch
 
 from actormimic import runtime
 from actormimic.loop import Every, RunClock, UpdateCredit
-from actormimic.runtime import ThreadTuner, thread_tuner, write_json
+from actormimic.runtime import RunError, ThreadTuner, thread_tuner, write_json
 
 
 @pytest.fixture
@@ -69,6 +70,23 @@ def test_write_json_makes_missing_folders_and_leaves_no_temporary(tmp_path) -> N
     write_json(path, {"x": 2})
     assert path.read_text() == '{\n  "x": 2\n}\n'
     assert [p.name for p in path.parent.iterdir()] == ["out.json"]
+
+
+def test_a_full_disk_keeps_the_old_file_and_names_the_path(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "eval.json"
+    write_json(path, {"score": 1})
+    real_write_text = Path.write_text
+
+    def full_disk(self: Path, text: str) -> int:
+        real_write_text(self, text[: len(text) // 2])  # part of it lands, then the disk is full
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    with pytest.raises(RunError, match=rf"could not write {re.escape(str(path))}: .*No space left"):
+        write_json(path, {"score": 2})
+    monkeypatch.undo()
+    assert path.read_text() == '{\n  "score": 1\n}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["eval.json"]
 
 
 def test_parallel_experts_take_one_gpu_each_round_robin(monkeypatch: pytest.MonkeyPatch) -> None:
