@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("quickstart", help="the whole pipeline end to end on a small budget",
                        description="Train experts, distill a CE and a CC student, evaluate all of them and "
-                       "print one table. On CPU: MinAtar games, about 20 minutes on 2 cores.")
+                       "print one table. On CPU: MinAtar games, about 16 minutes on 2 cores.")
     p.add_argument("--config", metavar="FILE", help="quickstart config (default: configs/quickstart[-gpu].yaml)")
     p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
                    help="override a key, e.g. --set experts.steps=100000")
