@@ -36,6 +36,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 
+from actormimic.runtime import write_bytes_atomic
 from actormimic.stats import (
     RANDOM_SCORES,
     aggregate,
@@ -423,6 +424,13 @@ def _new_figure(width: float, height: float) -> Figure:
     return fig
 
 
+def save_figure(fig: Figure, out: Path) -> None:
+    """Write a figure atomically, in the format its suffix names (png without one)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=out.suffix.lstrip(".") or "png")
+    write_bytes_atomic(out, buffer.getvalue())
+
+
 def plot_comparison(result: dict, out: str | Path) -> None:
     """Interval plot of a compare_groups result: Mean, Median, IQM per group and P(A > B)."""
     fig = _new_figure(12, 2.2)
@@ -447,7 +455,7 @@ def plot_comparison(result: dict, out: str | Path) -> None:
     axes[3].set_yticks([0], [f"P({poi['a']} > {poi['b']})"])
     axes[3].set_title("Probability of improvement")
     fig.suptitle(f"protocol: {_protocol_label(result['protocol'])}", fontsize="small")
-    fig.savefig(out)
+    save_figure(fig, Path(out))
 
 
 def read_eval_curves(run_dir: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -540,5 +548,5 @@ def plot_learning_curves(
         ax.set_visible(False)
     sep = "\n" if ncols == 1 else " "  # one 4-inch panel cannot hold the title on one line
     fig.suptitle(f"Evaluation score during training{sep}(mean over runs, 95% bootstrap band)", fontsize="small")
-    fig.savefig(out)
+    save_figure(fig, Path(out))
     return {game: {m: len(c) for m, c in grouped[game].items()} for game in games}

@@ -172,7 +172,12 @@ def save_config(config: Any, folder: Path) -> None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write a text file via a temporary name and rename, creating missing parent folders.
+    """Write a text file atomically, as :func:`write_bytes_atomic` does."""
+    write_bytes_atomic(path, text.encode())
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write a file via a temporary name and rename, creating missing parent folders.
 
     A failed write (a full disk, no permission) leaves any old file as it was, removes the temporary
     file and raises :class:`RunError` naming the path.
@@ -180,7 +185,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text)
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     except OSError as error:
         with contextlib.suppress(OSError):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 
 from actormimic.evaluation import aggregate_games
@@ -22,6 +23,7 @@ from actormimic.reports import (
     mean_curve,
     read_eval_curves,
     run_method,
+    save_figure,
     score_table,
     to_csv,
     to_markdown,
@@ -319,3 +321,13 @@ def test_score_table_uses_the_requested_human_table(tmp_path: Path) -> None:
     for table, human in (("agent57", 14.6), ("nature", 9.3)):
         pong = score_table(runs, human_table=table, n_boot=50)["methods"]["ce"]["games"]["Pong"]
         assert pong["human_normalized"] == pytest.approx((-5.0 + 20.7) / (human + 20.7))
+
+
+def test_save_figure_writes_the_suffix_format_in_place(tmp_path: Path) -> None:
+    fig = Figure()
+    fig.add_subplot().plot([0, 1], [1, 0])
+    save_figure(fig, tmp_path / "a.pdf")
+    save_figure(fig, tmp_path / "b")  # no suffix: png, at exactly that path
+    assert (tmp_path / "a.pdf").read_bytes().startswith(b"%PDF")
+    assert (tmp_path / "b").read_bytes().startswith(b"\x89PNG")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pdf", "b"]

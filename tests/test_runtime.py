@@ -75,13 +75,13 @@ def test_write_json_makes_missing_folders_and_leaves_no_temporary(tmp_path) -> N
 def test_a_full_disk_keeps_the_old_file_and_names_the_path(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "eval.json"
     write_json(path, {"score": 1})
-    real_write_text = Path.write_text
+    real_write_bytes = Path.write_bytes
 
-    def full_disk(self: Path, text: str) -> int:
-        real_write_text(self, text[: len(text) // 2])  # part of it lands, then the disk is full
+    def full_disk(self: Path, data: bytes) -> int:
+        real_write_bytes(self, data[: len(data) // 2])  # part of it lands, then the disk is full
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(Path, "write_text", full_disk)
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
     with pytest.raises(RunError, match=rf"could not write {re.escape(str(path))}: .*No space left"):
         write_json(path, {"score": 2})
     monkeypatch.undo()
