@@ -9,7 +9,8 @@ acts in `distill`) once to collect training states and once more, with another s
 states; each stores the expert's Q-values. Then, per loss and seed, a fresh student of the config
 (same network, batch mixing, learning rate, temperature) is trained on the training states only, and
 every `--every` updates its `fidelity` (agreement with the expert's greedy action and the expert's
-regret, `actormimic.evaluation.fidelity`) is measured on the held-out states. No environment steps
+regret, `actormimic.evaluation.fidelity`) is measured on the held-out states, and under "train" on as many
+of the training states. No environment steps
 and no evaluation episodes: the only differences between runs are the loss and the seed.
 """
 
@@ -70,14 +71,20 @@ def train_one(config: DistillConfig, data: dict, updates: int, every: int, seed:
             batches[game] = types.SimpleNamespace(obs=states[rows], payload=q[rows])
         learner.update(batches, update)
         if update % every == 0 or update == updates:
-            point: dict = {"updates": update}
-            with torch.no_grad():
-                for game, d in data.items():
-                    states, q = d["test"]
-                    actions = torch.cat([student.logits(part, game).argmax(-1) for part in states.split(4096)])
-                    point[game] = fidelity_of_actions(actions, q)
+            point: dict = {"updates": update, "train": {}}
+            for game, d in data.items():
+                point[game] = fidelity_on(student, game, *d["test"])
+                held_out = len(d["test"][0])  # as many training states: is a gap underfitting or generalization?
+                point["train"][game] = fidelity_on(student, game, *(t[:held_out] for t in d["train"]))
             curve.append(point)
     return curve
+
+
+@torch.no_grad()
+def fidelity_on(student: torch.nn.Module, game: str, states: torch.Tensor, q: torch.Tensor) -> dict:
+    """Agreement and regret of the student's greedy actions against the expert's Q-values on `states`."""
+    actions = torch.cat([student.logits(part, game).argmax(-1) for part in states.split(4096)])
+    return fidelity_of_actions(actions, q)
 
 
 def markdown(result: dict) -> str:

@@ -342,8 +342,8 @@ def test_offline_fidelity_script(experts: Path, tmp_path: Path) -> None:
     assert first["states"] == {"MinAtar/Breakout": [120, 40], "MinAtar/SpaceInvaders": [120, 40]}
     curve = first["runs"]["ce"][0]["curve"]
     assert [point["updates"] for point in curve] == [25, 50, 60]
-    assert all(0.0 <= point[g]["agreement"] <= 1.0 and point[g]["regret"] >= 0.0 and point[g]["states"] == 40
-               for point in curve for g in first["games"])
+    assert all(0.0 <= fit[g]["agreement"] <= 1.0 and fit[g]["regret"] >= 0.0 and fit[g]["states"] == 40
+               for point in curve for fit in (point, point["train"]) for g in first["games"])
     assert first["runs"]["ce"][0]["curve"] != first["runs"]["cc"][0]["curve"]
     again = script.main([*args, "--seeds", "3"])
     assert again["runs"]["cc"][0]["curve"] == first["runs"]["cc"][0]["curve"]  # deterministic for a seed
