@@ -10,8 +10,8 @@ states; each stores the expert's Q-values. Then, per loss and seed, a fresh stud
 (same network, batch mixing, learning rate, temperature) is trained on the training states only, and
 every `--every` updates its `fidelity` (agreement with the expert's greedy action and the expert's
 regret, `actormimic.evaluation.fidelity`) is measured on the held-out states, and under "train" on as many
-of the training states. No environment steps
-and no evaluation episodes: the only differences between runs are the loss and the seed.
+of the training states. No environment steps and no evaluation episodes: the only differences between runs
+are the loss and the seed.
 """
 
 from __future__ import annotations
