@@ -174,8 +174,7 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
     def save(finished: bool) -> None:
         check_finite()
         counters["finished"] = finished
-        if not finished:
-            clock.record(counters)
+        clock.record(counters)
         save_checkpoint(folder / STUDENT, {
             "games": games, "preset": envs[games[0]].preset.to_dict(), "student": student.spec,
             "model": student.state_dict(), "learner": learner.state_dict(), "method": config.loss,
@@ -258,7 +257,6 @@ def _train(config: DistillConfig, folder: Path, envs: dict[str, Any], teachers: 
                     loss = f"{float(logs['loss/total']):.4f}" if "loss/total" in logs else "n/a (not learning yet)"
                     monitor.progress(counters["step"], counters["updates"],
                                      f"loss {config.loss} {loss} eps {epsilon:.3f}", seconds_left=clock.seconds_left())
-            clock.record(counters)
             save(finished=not stop.requested)
             if stop.requested:
                 raise Interrupted(f"stopped at step {counters['step']:,}; checkpoint {folder / STUDENT} "
